@@ -1,0 +1,1 @@
+"""Model analysis: parameters, MACs/FLOPs, activation memory, receptive field."""

@@ -1,0 +1,1 @@
+"""Keras 3 layers, each a thin wrapper over `keras_cnn_ext.ops`."""

@@ -1,0 +1,1 @@
+"""Architecture builders from configuration tables."""

@@ -1,0 +1,1 @@
+"""Pure TensorFlow ops: XLA-safe, no Keras state."""

@@ -1,0 +1,164 @@
+"""Small helpers shared by every floor of the package (ops, layers, models, analysis).
+
+Nothing here imports Keras layers or models: this module sits below `ops/`.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import tensorflow as tf
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def normalize_data_format(data_format, name="data_format"):
+    """Returns `data_format`, or Keras' global image data format when it is `None`.
+
+    Raises:
+        ValueError: if the value is not `"channels_last"` or `"channels_first"`.
+    """
+    if data_format is None:
+        import keras  # local: keeps ops importable without touching Keras config at import
+
+        return keras.config.image_data_format()
+    if not isinstance(data_format, str) or data_format.lower() not in DATA_FORMATS:
+        raise ValueError(
+            f"`{name}` must be one of {DATA_FORMATS} or None. Received: {data_format!r}"
+        )
+    return data_format.lower()
+
+
+def normalize_tuple(value, n, name, *, minimum=None, allow_none=False):
+    """Turns an int or an iterable of `n` ints into a tuple of `n` ints.
+
+    Args:
+        value: an int, or a tuple/list of `n` ints (or `None`s when `allow_none`).
+        n: the length of the returned tuple.
+        name: the argument's name, used in error messages.
+        minimum: the smallest accepted value, or `None` for no bound.
+        allow_none: whether `None` entries (meaning "keep the input size") are accepted.
+
+    Raises:
+        TypeError: if `value` is neither an int nor an iterable of ints.
+        ValueError: if the length is not `n` or an entry is below `minimum`.
+    """
+    what = f"an integer or a tuple of {n} integers"
+    if isinstance(value, bool):
+        raise TypeError(f"`{name}` must be {what}. Received: {value!r} of type {type(value)}")
+    if isinstance(value, numbers.Integral):
+        values = (int(value),) * n
+    else:
+        try:
+            values = tuple(value)
+        except TypeError:
+            raise TypeError(
+                f"`{name}` must be {what}. Received: {value!r} of type {type(value)}"
+            ) from None
+        if len(values) != n:
+            raise ValueError(f"`{name}` must be {what}. Received: {value!r}")
+        checked = []
+        for v in values:
+            if v is None and allow_none:
+                checked.append(None)
+            elif isinstance(v, numbers.Integral) and not isinstance(v, bool):
+                checked.append(int(v))
+            else:
+                raise TypeError(
+                    f"`{name}` must be {what}. Received: {value!r} with entry {v!r} of type {type(v)}"
+                )
+        values = tuple(checked)
+    if minimum is not None and any(v is not None and v < minimum for v in values):
+        raise ValueError(f"`{name}` entries must be >= {minimum}. Received: {value!r}")
+    return values
+
+
+def normalize_float_tuple(value, n, name):
+    """Turns a number or an iterable of `n` numbers into a tuple of `n` Python floats."""
+    what = f"a number or a tuple of {n} numbers"
+    if isinstance(value, bool):
+        raise TypeError(f"`{name}` must be {what}. Received: {value!r}")
+    if isinstance(value, numbers.Real):
+        return (float(value),) * n
+    try:
+        values = tuple(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be {what}. Received: {value!r} of type {type(value)}") from None
+    if len(values) != n or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(f"`{name}` must be {what}. Received: {value!r}")
+    return tuple(float(v) for v in values)
+
+
+def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
+    """Rounds a channel count to the nearest multiple of `divisor` (timm/TF Model Garden rule).
+
+    The result is at least `min_value` (default `divisor`) and never drops more than
+    `1 - round_limit` below `value`: if rounding down loses more than 10%, one `divisor` is added.
+    """
+    if divisor <= 0:
+        raise ValueError(f"`divisor` must be a positive integer. Received: {divisor!r}")
+    min_value = divisor if min_value is None else min_value
+    new_value = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new_value < round_limit * value:
+        new_value += divisor
+    return new_value
+
+
+def check_seed(seed, name="seed"):
+    """Validates a user seed: `None` or a non-negative int."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"`{name}` must be None or a non-negative integer. Received: {seed!r}")
+    if seed < 0:
+        raise ValueError(f"`{name}` must be None or a non-negative integer. Received: {seed!r}")
+    return int(seed)
+
+
+def check_rate(rate, name="rate", *, upper_inclusive=False):
+    """Validates a probability-like rate in [0, 1) (or [0, 1] when `upper_inclusive`)."""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"`{name}` must be a float in [0, 1). Received: {rate!r}")
+    upper_ok = rate <= 1 if upper_inclusive else rate < 1
+    if not (rate >= 0 and upper_ok):
+        bounds = "[0, 1]" if upper_inclusive else "[0, 1)"
+        raise ValueError(f"`{name}` must be a float in {bounds}. Received: {rate!r}")
+    return float(rate)
+
+
+def check_input_rank(input_shape, rank, name="inputs"):
+    """Raises a ValueError unless `input_shape` has `rank` dimensions."""
+    shape = tuple(input_shape)
+    if len(shape) != rank:
+        raise ValueError(
+            f"`{name}` must be a rank-{rank} tensor (batch, height, width, channels or "
+            f"batch, channels, height, width). Received shape: {shape}"
+        )
+    return shape
+
+
+def check_float_dtype(dtype, name="inputs"):
+    """Raises a TypeError unless `dtype` is a floating-point dtype."""
+    dtype = tf.as_dtype(dtype)
+    if not dtype.is_floating:
+        raise TypeError(
+            f"`{name}` must have a floating-point dtype (float16, bfloat16, float32, float64). "
+            f"Received: {dtype.name}"
+        )
+    return dtype
+
+
+def replica_seed(seed):
+    """Folds the replica id into a `(2,)` stateless seed so replicas draw different masks.
+
+    Keras' `SeedGenerator` state is mirrored: under `tf.distribute` every replica (and every
+    worker) would draw the same random numbers. `replica_id_in_sync_group` is unique across
+    workers, so folding it in gives each replica its own stream and stays reproducible.
+    Returns an int32 seed for `tf.random.stateless_*`; works under XLA.
+    """
+    seed = tf.cast(seed, tf.int64)
+    context = tf.distribute.get_replica_context()
+    replica_id = 0 if context is None else context.replica_id_in_sync_group
+    return tf.random.experimental.stateless_fold_in(seed, tf.cast(replica_id, tf.int32))
