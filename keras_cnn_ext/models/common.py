@@ -1,0 +1,380 @@
+"""Plumbing shared by every architecture builder.
+
+The builders keep `keras.applications`' signature (`include_top`, `weights`, `input_tensor`,
+`input_shape`, `pooling`, `classes`, `classifier_activation`, `name`) so that users can swap them
+in. This module holds the parts of that signature every builder handles the same way:
+
+- `validate_builder_args`: the argument checks `keras.applications` does, with clearer errors.
+- `make_inputs`: the input tensor from `input_tensor`/`input_shape`/a default shape, validated
+  against the network's downsampling (`check_min_size`, `Downsample`).
+- `classifier_head`: the classifier (`include_top=True`) or the feature pooling (`pooling`).
+- `finalize_model`: the `keras.Model` over the source inputs of `input_tensor`, with `weights`
+  loaded from a file.
+- `copy_weights`: copies the weights of a model with the same architecture (for example a
+  `keras.applications` model) into a builder's model, matched by order and shape.
+
+Typical use inside a builder::
+
+    validate_builder_args(include_top=include_top, weights=weights, pooling=pooling,
+                          classes=classes)
+    inputs = make_inputs(input_tensor, input_shape, default_shape=(224, 224, 3),
+                         stages=STAGES, require_static=include_top)
+    x = ...  # the body
+    outputs = classifier_head(x, include_top=include_top, pooling=pooling, classes=classes,
+                              classifier_activation=classifier_activation)
+    return finalize_model(inputs, outputs, name=name, weights=weights)
+"""
+
+from __future__ import annotations
+
+import collections
+import numbers
+import os
+
+import keras
+import numpy as np
+
+from keras_cnn_ext.utils import check_rate, normalize_data_format
+
+POOLINGS = (None, "avg", "max")
+WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
+
+
+class Downsample(collections.namedtuple("Downsample", ["name", "kernel", "stride", "padding"])):
+    """One spatial reduction of a network, for input-size checks.
+
+    Args:
+        name: the stage's name, shown in error messages (e.g. `"block3_pool"`).
+        kernel: the window size (int, the same on both spatial axes).
+        stride: the stride (int).
+        padding: `"valid"`, `"same"`, or an int: the total zero padding added along an axis
+            before a `"valid"` window (e.g. `2` for `ZeroPadding2D(1)`). Default `"valid"`.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, name, kernel, stride, padding="valid"):
+        return super().__new__(cls, name, int(kernel), int(stride), padding)
+
+    def output_size(self, size):
+        """The output length along one axis for an input of length `size`."""
+        if self.padding == "same":
+            return -(-size // self.stride)
+        pad = 0 if self.padding == "valid" else int(self.padding)
+        return (size + pad - self.kernel) // self.stride + 1
+
+    def min_input_size(self, out_size):
+        """The smallest input length that gives an output of at least `out_size`."""
+        if self.padding == "same":
+            return max(1, (out_size - 1) * self.stride + 1)
+        pad = 0 if self.padding == "valid" else int(self.padding)
+        return max(1, (out_size - 1) * self.stride + self.kernel - pad)
+
+
+def min_input_size(stages):
+    """The smallest spatial size for which every stage in `stages` keeps an output >= 1."""
+    size = 1
+    for stage in reversed(tuple(stages)):
+        size = stage.min_input_size(size)
+    return size
+
+
+def _spatial_dims(input_shape, data_format):
+    return tuple(input_shape[1:3]) if data_format == "channels_first" else tuple(input_shape[0:2])
+
+
+def check_min_size(input_shape, stages, data_format=None):
+    """Raises a ValueError if `input_shape` is too small for the network's downsampling.
+
+    Args:
+        input_shape: the shape without the batch axis, e.g. `(32, 32, 3)`; unknown (`None`)
+            spatial sizes are not checked.
+        stages: the network's spatial reductions, a sequence of `Downsample`, in order.
+        data_format: `"channels_last"` or `"channels_first"`; default Keras' global setting.
+
+    Raises:
+        ValueError: naming the first stage whose output would be empty and the minimum size.
+    """
+    data_format = normalize_data_format(data_format)
+    stages = tuple(stages)
+    minimum = min_input_size(stages)
+    for axis, size in zip(
+        ("height", "width"), _spatial_dims(input_shape, data_format), strict=True
+    ):
+        if size is None:
+            continue
+        current = size
+        for stage in stages:
+            out = stage.output_size(current)
+            if out < 1:
+                raise ValueError(
+                    f"`input_shape` is too small for this network: the {axis} is {current} "
+                    f"when it reaches stage `{stage.name}` (kernel {stage.kernel}, stride "
+                    f"{stage.stride}, padding {stage.padding!r}), which would leave no output. "
+                    f"The minimum input size is {minimum}x{minimum}. "
+                    f"Received: input_shape={tuple(input_shape)}"
+                )
+            current = out
+    return minimum
+
+
+def validate_builder_args(
+    *, include_top, weights=None, pooling=None, classes=1000, dropout=None, **choices
+):
+    """Checks the `keras.applications` arguments every builder shares.
+
+    Args:
+        include_top: whether the classifier is built.
+        weights: `None` (random initialisation) or the path of a readable `.weights.h5` or
+            `.keras` file, loaded after the model is built.
+        pooling: `None`, `"avg"` or `"max"` (used when `include_top=False`).
+        classes: the number of classes; a positive int when `include_top=True`.
+        dropout: optional dropout rate in [0, 1).
+        **choices: `name=(value, accepted_values)` pairs for a builder's own enumerated
+            arguments (e.g. `variant=("classic", ("classic", "modern"))`).
+
+    Raises:
+        ValueError: on any invalid value, naming the argument, what is accepted and what was
+            received.
+    """
+    if weights is not None:
+        if not isinstance(weights, (str, os.PathLike)):
+            raise ValueError(
+                "`weights` must be None (random initialisation) or the path of a readable "
+                f"weights file ({' or '.join(WEIGHTS_SUFFIXES)}). Received: weights={weights!r}"
+            )
+        path = os.fspath(weights)
+        if path == "imagenet":
+            raise ValueError(
+                "`weights='imagenet'` is not available for keras_cnn_ext builders: build the "
+                "matching `keras.applications` model with ImageNet weights and copy them with "
+                "`keras_cnn_ext.models.common.copy_weights`, or pass the path of a weights "
+                f"file. Received: weights={weights!r}"
+            )
+        if not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            raise ValueError(
+                "`weights` must be None (random initialisation) or the path of a readable "
+                f"weights file; no readable file exists there. Received: weights={weights!r}"
+            )
+        if not path.endswith(WEIGHTS_SUFFIXES):
+            raise ValueError(
+                f"`weights` must be a file ending in {' or '.join(WEIGHTS_SUFFIXES)} (what "
+                f"`model.load_weights` reads). Received: weights={weights!r}"
+            )
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
+    if include_top and (
+        isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes <= 0
+    ):
+        raise ValueError(
+            "`classes` must be a positive integer when `include_top=True`. "
+            f"Received: classes={classes!r}"
+        )
+    if dropout is not None:
+        check_rate(dropout, "dropout")
+    for arg, (value, accepted) in choices.items():
+        if value not in tuple(accepted):
+            raise ValueError(f"`{arg}` must be one of {tuple(accepted)}. Received: {arg}={value!r}")
+
+
+def make_inputs(
+    input_tensor=None,
+    input_shape=None,
+    default_shape=(224, 224, 3),
+    stages=(),
+    require_static=False,
+    data_format=None,
+):
+    """Returns the model's input Keras tensor, validated like `keras.applications` does.
+
+    Args:
+        input_tensor: optional Keras tensor (e.g. `keras.Input(...)` or another model's output)
+            to build the model on.
+        input_shape: optional shape without the batch axis, e.g. `(32, 32, 3)`. Default: the
+            shape of `input_tensor` if given, else `default_shape` when `require_static`, else
+            `default_shape` with unknown spatial sizes.
+        default_shape: the network's usual input shape (channels last or first according to
+            `data_format`).
+        stages: the network's spatial reductions (`Downsample`), checked by `check_min_size`.
+        require_static: whether the spatial size must be known (a `Flatten` classifier).
+        data_format: `"channels_last"` or `"channels_first"`; default Keras' global setting.
+
+    Raises:
+        ValueError: if `input_tensor` is not a Keras tensor, `input_shape` is not three
+            dimensions or disagrees with `input_tensor`, or the input is too small.
+    """
+    data_format = normalize_data_format(data_format)
+    if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
+        raise ValueError(
+            "`input_tensor` must be a Keras tensor (e.g. the output of `keras.Input`). "
+            f"Received: input_tensor of type {type(input_tensor)}"
+        )
+    if input_tensor is not None:
+        tensor_shape = tuple(input_tensor.shape[1:])
+        if input_shape is not None and tuple(input_shape) != tensor_shape:
+            raise ValueError(
+                "`input_shape` must match the shape of `input_tensor` (without the batch axis). "
+                f"Received: input_shape={tuple(input_shape)}, input_tensor.shape="
+                f"{tuple(input_tensor.shape)}"
+            )
+        input_shape = tensor_shape
+    if input_shape is None:
+        input_shape = tuple(default_shape)
+        if not require_static:
+            channels_axis = 0 if data_format == "channels_first" else 2
+            input_shape = tuple(
+                d if i == channels_axis else None for i, d in enumerate(input_shape)
+            )
+    try:
+        input_shape = tuple(input_shape)
+    except TypeError:
+        raise ValueError(
+            f"`input_shape` must be a tuple of three integers. Received: {input_shape!r}"
+        ) from None
+    if len(input_shape) != 3 or not all(
+        d is None or (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0)
+        for d in input_shape
+    ):
+        raise ValueError(
+            "`input_shape` must be a tuple of three positive integers (height, width, channels "
+            f"or channels, height, width). Received: input_shape={input_shape}"
+        )
+    channels = input_shape[0] if data_format == "channels_first" else input_shape[-1]
+    if channels is None:
+        raise ValueError(
+            f"The channel axis of `input_shape` must be known. Received: input_shape={input_shape}"
+        )
+    if require_static and None in _spatial_dims(input_shape, data_format):
+        raise ValueError(
+            "With `include_top=True` the classifier needs a static `input_shape`; give "
+            f"height and width. Received: input_shape={input_shape}"
+        )
+    check_min_size(input_shape, stages, data_format)
+    if input_tensor is not None:
+        return input_tensor
+    return keras.Input(shape=input_shape)
+
+
+def classifier_head(
+    x,
+    *,
+    include_top,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    dropout=0.0,
+    hidden_units=(),
+    hidden_activation="relu",
+    flatten=False,
+    top_pooling="avg",
+    data_format=None,
+    prefix="",
+):
+    """The classifier (`include_top=True`) or the optional feature pooling.
+
+    With `include_top=True`: `Flatten` (when `flatten`) or global `top_pooling`, then for each
+    entry of `hidden_units` a `Dropout(dropout)` (when non-zero) and a `Dense` with
+    `hidden_activation`, then `Dropout(dropout)` and the `Dense(classes)` layer named
+    `"predictions"` with `classifier_activation` (computed in float32 under mixed precision).
+    With `include_top=False`: `pooling` `None` (the 4D features), `"avg"` or `"max"`.
+
+    Args:
+        x: the last feature map.
+        include_top, pooling, classes, classifier_activation: as in `keras.applications`.
+        dropout: the rate of the dropout placed before every `Dense` layer. Default 0.
+        hidden_units: the widths of hidden `Dense` layers (e.g. `(4096, 4096)` for VGG).
+        hidden_activation: their activation; a name or a callable. Default `"relu"`.
+        flatten: flatten the feature map instead of pooling it (VGG, AlexNet, LeNet).
+        top_pooling: the global pooling used by the classifier when not `flatten`.
+        data_format: the feature map's layout; default Keras' global setting.
+        prefix: a prefix for the layer names.
+    """
+    data_format = normalize_data_format(data_format)
+    global_pools = {
+        "avg": keras.layers.GlobalAveragePooling2D,
+        "max": keras.layers.GlobalMaxPooling2D,
+    }
+    if not include_top:
+        if pooling is None:
+            return x
+        return global_pools[pooling](data_format=data_format, name=f"{prefix}{pooling}_pool")(x)
+    if flatten:
+        x = keras.layers.Flatten(data_format=data_format, name=f"{prefix}flatten")(x)
+    else:
+        x = global_pools[top_pooling](data_format=data_format, name=f"{prefix}{top_pooling}_pool")(
+            x
+        )
+    for i, units in enumerate(hidden_units, start=1):
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{prefix}drop{i}")(x)
+        x = keras.layers.Dense(units, activation=hidden_activation, name=f"{prefix}fc{i}")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name=f"{prefix}drop_top")(x)
+    # The logits and softmax in float32: float16 softmax/cross-entropy under- and overflows.
+    return keras.layers.Dense(
+        classes, activation=classifier_activation, dtype="float32", name=f"{prefix}predictions"
+    )(x)
+
+
+def finalize_model(inputs, outputs, name, weights=None):
+    """Builds the `keras.Model` and loads `weights`.
+
+    `inputs` may be the tensor returned by `make_inputs`, including a user's `input_tensor` that
+    is an intermediate tensor of another graph: like `keras.applications`, the model then starts
+    at that tensor's source inputs (`keras.utils.get_source_inputs`).
+
+    Raises:
+        ValueError: if the weights file does not fit the model.
+    """
+    sources = keras.utils.get_source_inputs(inputs)
+    model = keras.Model(sources[0] if len(sources) == 1 else sources, outputs, name=name)
+    if weights is not None:
+        try:
+            model.load_weights(os.fspath(weights))
+        except Exception as error:  # keras raises several types for a mismatching file
+            raise ValueError(
+                f"Could not load `weights` into model `{name}`: {error}. "
+                f"Received: weights={weights!r}"
+            ) from error
+    return model
+
+
+def _weight_arrays(model):
+    """The model's variables in creation order, with their owner layer's name for messages."""
+    return [(v.path, v) for v in model.weights]
+
+
+def copy_weights(source, target, *, reshape=True):
+    """Copies every variable of `source` into `target`, matched by order and shape.
+
+    Both models must hold the same variables in the same order (the same architecture, built
+    the same way), for example `keras.applications.VGG16(weights=None)` and our `VGG16()`;
+    layer names may differ. A variable whose shape differs only by axes of size 1 (a 1x1
+    `Conv2D` classifier against a `Dense` one) is reshaped when `reshape` is true.
+
+    Raises:
+        ValueError: if the number of variables or a pair of shapes does not match.
+    """
+    src = _weight_arrays(source)
+    dst = _weight_arrays(target)
+    if len(src) != len(dst):
+        raise ValueError(
+            f"Cannot copy weights: `source` ({source.name}) has {len(src)} variables and "
+            f"`target` ({target.name}) has {len(dst)}."
+        )
+    values = []
+    for (src_path, src_var), (dst_path, dst_var) in zip(src, dst, strict=True):
+        value = np.asarray(keras.ops.convert_to_numpy(src_var))
+        src_shape, dst_shape = tuple(src_var.shape), tuple(dst_var.shape)
+        if src_shape != dst_shape:
+            squeezable = [d for d in src_shape if d != 1] == [d for d in dst_shape if d != 1]
+            if not (reshape and squeezable):
+                raise ValueError(
+                    f"Cannot copy weights: `{src_path}` has shape {src_shape} but `{dst_path}` "
+                    f"has shape {dst_shape}."
+                )
+            value = value.reshape(dst_shape)
+        values.append((dst_var, value))
+    for dst_var, value in values:
+        dst_var.assign(value)
+    return target
