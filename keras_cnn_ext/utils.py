@@ -83,7 +83,9 @@ def normalize_float_tuple(value, n, name):
     try:
         values = tuple(value)
     except TypeError:
-        raise TypeError(f"`{name}` must be {what}. Received: {value!r} of type {type(value)}") from None
+        raise TypeError(
+            f"`{name}` must be {what}. Received: {value!r} of type {type(value)}"
+        ) from None
     if len(values) != n or not all(
         isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values
     ):
