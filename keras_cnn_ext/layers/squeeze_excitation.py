@@ -1,0 +1,171 @@
+"""Squeeze-and-excitation channel attention."""
+
+from __future__ import annotations
+
+import numbers
+
+import keras
+
+from keras_cnn_ext.ops import attention as attention_ops
+from keras_cnn_ext.utils import check_float_dtype, check_input_rank, normalize_data_format
+
+
+def check_reduction_args(ratio, reduced_channels, min_channels, divisor):
+    """Validates the bottleneck-width arguments shared by SE and CBAM's channel attention."""
+    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
+        raise TypeError(
+            f"`ratio` must be a positive number. Received: {ratio!r} of type {type(ratio)}"
+        )
+    if not ratio > 0:
+        raise ValueError(
+            f"`ratio` must be a positive number: a ratio of {ratio!r} leaves 0 channels in the "
+            f"bottleneck. Received: ratio={ratio!r}"
+        )
+    for name, value in (
+        ("reduced_channels", reduced_channels),
+        ("min_channels", min_channels),
+        ("divisor", divisor),
+    ):
+        if value is None and name != "divisor":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
+    return float(ratio)
+
+
+def check_channels(input_shape, data_format, layer_name):
+    """Returns the static channel count of a rank-4 input shape."""
+    shape = check_input_rank(input_shape, 4)
+    channels = shape[-1] if data_format == "channels_last" else shape[1]
+    if channels is None:
+        raise ValueError(
+            f"`{layer_name}` needs a known channel dimension ({data_format}). "
+            f"Received input shape: {shape}"
+        )
+    return int(channels)
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn_ext")
+class SqueezeExcitation(keras.layers.Layer):
+    """Squeeze-and-excitation block: re-weights channels by a gate computed from their means.
+
+    Hu et al., "Squeeze-and-Excitation Networks" (CVPR 2018). The feature map is averaged over
+    its spatial positions (squeeze), passed through a bottleneck of two fully connected layers
+    (equivalently 1x1 convolutions, with biases, as in timm's `SEModule`), and the resulting
+    per-channel gate in [0, 1] multiplies the input (excitation).
+
+    The bottleneck width is `reduced_channels` when given, else
+    `make_divisible(channels * ratio, divisor, min_channels)`: timm's rounding to a multiple of
+    `divisor` that never drops more than 10% below `channels * ratio`. The channel count is
+    read from the input at build time.
+
+    Args:
+        ratio: bottleneck width as a fraction of the input channels (timm's `rd_ratio`,
+            TF Model Garden's `se_ratio`). Defaults to `0.25` (EfficientNet/MobileNetV3);
+            Hu et al. use `1/16`.
+        reduced_channels: explicit bottleneck width; overrides `ratio`. Defaults to `None`.
+        min_channels: the smallest bottleneck width. Defaults to `None` (= `divisor`).
+        divisor: the bottleneck width is rounded to a multiple of this. Defaults to `8`.
+        activation: hidden activation, any Keras activation name or callable.
+            Defaults to `"relu"`.
+        gate_activation: gate activation, e.g. `"sigmoid"` (default) or `"hard_sigmoid"`
+            (`relu6(x + 3) / 6`, MobileNetV3).
+        kernel_initializer: initializer of both kernels. Defaults to `"glorot_uniform"`.
+        bias_initializer: initializer of both biases. Defaults to `"zeros"`.
+        data_format: `"channels_last"` or `"channels_first"`; `None` (default) uses
+            `keras.config.image_data_format()`.
+
+    Input shape:
+        4D tensor `(batch, height, width, channels)` or `(batch, channels, height, width)`.
+
+    Output shape:
+        Same as the input.
+
+    Example:
+
+    >>> x = keras.random.normal((2, 8, 8, 32))
+    >>> SqueezeExcitation(ratio=0.25)(x).shape
+    TensorShape([2, 8, 8, 32])
+    """
+
+    def __init__(
+        self,
+        ratio=0.25,
+        reduced_channels=None,
+        min_channels=None,
+        divisor=8,
+        activation="relu",
+        gate_activation="sigmoid",
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        data_format=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.ratio = check_reduction_args(ratio, reduced_channels, min_channels, divisor)
+        self.reduced_channels = reduced_channels
+        self.min_channels = min_channels
+        self.divisor = int(divisor)
+        self.activation = keras.activations.get(activation)
+        self.gate_activation = keras.activations.get(gate_activation)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.data_format = normalize_data_format(data_format)
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    def hidden_channels(self, channels):
+        """The bottleneck width for an input with `channels` channels."""
+        if self.reduced_channels is not None:
+            return int(self.reduced_channels)
+        return attention_ops.reduced_channels(channels, self.ratio, self.divisor, self.min_channels)
+
+    def build(self, input_shape):
+        channels = check_channels(input_shape, self.data_format, type(self).__name__)
+        hidden = self.hidden_channels(channels)
+        self.reduce_kernel = self.add_weight(
+            name="reduce_kernel", shape=(channels, hidden), initializer=self.kernel_initializer
+        )
+        self.reduce_bias = self.add_weight(
+            name="reduce_bias", shape=(hidden,), initializer=self.bias_initializer
+        )
+        self.expand_kernel = self.add_weight(
+            name="expand_kernel", shape=(hidden, channels), initializer=self.kernel_initializer
+        )
+        self.expand_bias = self.add_weight(
+            name="expand_bias", shape=(channels,), initializer=self.bias_initializer
+        )
+        channel_axis = -1 if self.data_format == "channels_last" else 1
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={channel_axis: channels})
+
+    def call(self, inputs):
+        check_float_dtype(inputs.dtype)
+        return attention_ops.squeeze_excitation(
+            inputs,
+            self.reduce_kernel,
+            self.reduce_bias,
+            self.expand_kernel,
+            self.expand_bias,
+            activation=self.activation,
+            gate=self.gate_activation,
+            data_format=self.data_format,
+        )
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "ratio": self.ratio,
+                "reduced_channels": self.reduced_channels,
+                "min_channels": self.min_channels,
+                "divisor": self.divisor,
+                "activation": keras.activations.serialize(self.activation),
+                "gate_activation": keras.activations.serialize(self.gate_activation),
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "data_format": self.data_format,
+            }
+        )
+        return config
