@@ -44,7 +44,7 @@ def normalize_tuple(value, n, name, *, minimum=None, allow_none=False):
         ValueError: if the length is not `n` or an entry is below `minimum`.
     """
     what = f"an integer or a tuple of {n} integers"
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):
         raise TypeError(f"`{name}` must be {what}. Received: {value!r} of type {type(value)}")
     if isinstance(value, numbers.Integral):
         values = (int(value),) * n
@@ -76,7 +76,7 @@ def normalize_tuple(value, n, name, *, minimum=None, allow_none=False):
 def normalize_float_tuple(value, n, name):
     """Turns a number or an iterable of `n` numbers into a tuple of `n` Python floats."""
     what = f"a number or a tuple of {n} numbers"
-    if isinstance(value, bool):
+    if isinstance(value, (bool, str, bytes)):
         raise TypeError(f"`{name}` must be {what}. Received: {value!r}")
     if isinstance(value, numbers.Real):
         return (float(value),) * n
