@@ -34,7 +34,7 @@ import os
 import keras
 import numpy as np
 
-from keras_cnn_ext.utils import check_rate, normalize_data_format
+from keras_cnn_ext.utils import check_rate, make_divisible, normalize_data_format
 
 POOLINGS = (None, "avg", "max")
 WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
@@ -273,15 +273,16 @@ def classifier_head(
     """The classifier (`include_top=True`) or the optional feature pooling.
 
     With `include_top=True`: `Flatten` (when `flatten`) or global `top_pooling`, then for each
-    entry of `hidden_units` a `Dropout(dropout)` (when non-zero) and a `Dense` with
-    `hidden_activation`, then `Dropout(dropout)` and the `Dense(classes)` layer named
+    entry of `hidden_units` a `Dense` with `hidden_activation` followed by `Dropout(dropout)`
+    (when non-zero; also one before the classifier when there are no hidden layers), then the
+    `Dense(classes)` layer named
     `"predictions"` with `classifier_activation` (computed in float32 under mixed precision).
     With `include_top=False`: `pooling` `None` (the 4D features), `"avg"` or `"max"`.
 
     Args:
         x: the last feature map.
         include_top, pooling, classes, classifier_activation: as in `keras.applications`.
-        dropout: the rate of the dropout placed before every `Dense` layer. Default 0.
+        dropout: the dropout rate after each hidden `Dense` layer. Default 0.
         hidden_units: the widths of hidden `Dense` layers (e.g. `(4096, 4096)` for VGG).
         hidden_activation: their activation; a name or a callable. Default `"relu"`.
         flatten: flatten the feature map instead of pooling it (VGG, AlexNet, LeNet).
@@ -304,12 +305,17 @@ def classifier_head(
         x = global_pools[top_pooling](data_format=data_format, name=f"{prefix}{top_pooling}_pool")(
             x
         )
+    # Dropout after each hidden layer and before the classifier, as in AlexNet's and VGG's papers
+    # ("dropout in the first two fully-connected layers") and keras.applications.MobileNet.
     for i, units in enumerate(hidden_units, start=1):
+        x = keras.layers.Dense(units, name=f"{prefix}fc{i}")(x)
+        x = apply(
+            make_activation(hidden_activation, f"{prefix}fc{i}_{_act_name(hidden_activation)}"), x
+        )
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"{prefix}drop{i}")(x)
-        x = keras.layers.Dense(units, activation=hidden_activation, name=f"{prefix}fc{i}")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name=f"{prefix}drop_top")(x)
+    if dropout and not hidden_units:
+        x = keras.layers.Dropout(dropout, name=f"{prefix}dropout")(x)
     # The logits and softmax in float32: float16 softmax/cross-entropy under- and overflows.
     return keras.layers.Dense(
         classes, activation=classifier_activation, dtype="float32", name=f"{prefix}predictions"
@@ -378,3 +384,176 @@ def copy_weights(source, target, *, reshape=True):
     for dst_var, value in values:
         dst_var.assign(value)
     return target
+
+
+# --- Pluggable parts ------------------------------------------------------------------------
+# Builders take normalisation, activation and pooling by name (or a layer class / callable).
+# These resolve them; `keras_cnn_ext.layers.factories` holds the package-wide names when present.
+
+NORMS = (None, "batch")
+POOL_TYPES = ("max", "avg")
+
+
+def make_norm(norm, name, data_format=None, **kwargs):
+    """A normalisation layer from a name (`None` -> no layer, `"batch"`) or a layer class."""
+    if norm is None:
+        return None
+    data_format = normalize_data_format(data_format)
+    axis = 1 if data_format == "channels_first" else -1
+    if isinstance(norm, type) and issubclass(norm, keras.layers.Layer):
+        return norm(name=name, **kwargs)
+    if norm == "batch":
+        return keras.layers.BatchNormalization(axis=axis, name=name, **kwargs)
+    try:
+        from keras_cnn_ext.layers.factories import create_norm
+    except ImportError:
+        raise ValueError(
+            f"`norm` must be one of {NORMS} or a Keras layer class. Received: norm={norm!r}"
+        ) from None
+    return create_norm(norm, name=name, axis=axis, **kwargs)
+
+
+def make_activation(activation, name):
+    """An activation layer from a name (`"relu"`, `"relu6"`, `"tanh"`, ...) or a callable."""
+    if activation is None:
+        return None
+    if isinstance(activation, type) and issubclass(activation, keras.layers.Layer):
+        return activation(name=name)
+    if activation == "relu6":
+        # keras.applications' MobileNet uses ReLU(6.0); the same op for TFLite's RELU6 builtin.
+        return keras.layers.ReLU(6.0, name=name)
+    try:
+        keras.activations.get(activation)
+    except (ValueError, TypeError):
+        raise ValueError(
+            "`activation` must be a Keras activation name, a callable or a layer class. "
+            f"Received: activation={activation!r}"
+        ) from None
+    return keras.layers.Activation(activation, name=name)
+
+
+def make_pool(pool_type, pool_size, strides, padding="valid", data_format=None, name=None):
+    """A spatial pooling layer: `"max"` or `"avg"` (or a layer class taking Keras' arguments)."""
+    kwargs = dict(pool_size=pool_size, strides=strides, padding=padding, name=name)
+    kwargs["data_format"] = normalize_data_format(data_format)
+    if isinstance(pool_type, type) and issubclass(pool_type, keras.layers.Layer):
+        return pool_type(**kwargs)
+    if pool_type == "max":
+        return keras.layers.MaxPooling2D(**kwargs)
+    if pool_type == "avg":
+        return keras.layers.AveragePooling2D(**kwargs)
+    raise ValueError(
+        f"`pool_type` must be one of {POOL_TYPES} or a pooling layer class. "
+        f"Received: pool_type={pool_type!r}"
+    )
+
+
+def apply(layer, x):
+    """`layer(x)`, or `x` when the factory returned no layer."""
+    return x if layer is None else layer(x)
+
+
+# --- Plain convolution stacks (LeNet, AlexNet, VGG) ------------------------------------------
+
+
+class Conv(collections.namedtuple("Conv", ["filters", "kernel", "strides", "padding", "groups"])):
+    """A convolution entry of a layer table: `padding` is `"same"`, `"valid"` or an int (zero
+    padding on each side, torchvision style, followed by a `"valid"` convolution)."""
+
+    __slots__ = ()
+
+    def __new__(cls, filters, kernel=3, strides=1, padding="same", groups=1):
+        return super().__new__(cls, filters, kernel, strides, padding, groups)
+
+
+class Pool(collections.namedtuple("Pool", ["size", "strides", "padding"])):
+    """A pooling entry of a layer table."""
+
+    __slots__ = ()
+
+    def __new__(cls, size=2, strides=2, padding="valid"):
+        return super().__new__(cls, size, strides, padding)
+
+
+def stack_stages(table):
+    """The `Downsample` list of a layer table, for `make_inputs`/`check_min_size`."""
+    stages, block, conv = [], 1, 0
+    for entry in table:
+        if isinstance(entry, Pool):
+            stages.append(
+                Downsample(f"block{block}_pool", entry.size, entry.strides, entry.padding)
+            )
+            block, conv = block + 1, 0
+        else:
+            conv += 1
+            padding = entry.padding if isinstance(entry.padding, str) else 2 * entry.padding
+            stages.append(
+                Downsample(f"block{block}_conv{conv}", entry.kernel, entry.strides, padding)
+            )
+    return stages
+
+
+def conv_stack(
+    x,
+    table,
+    *,
+    activation="relu",
+    norm=None,
+    pool_type="max",
+    width_multiplier=1.0,
+    width_divisor=8,
+    data_format=None,
+):
+    """Applies a plain layer table: each `Conv` is convolution -> `norm` -> `activation`.
+
+    Layers are named like keras.applications' VGG: `block{b}_conv{c}`, `block{b}_pool`.
+    With `width_multiplier != 1`, filter counts become `make_divisible(filters * multiplier,
+    width_divisor)` (grouped convolutions keep counts divisible by their groups).
+    """
+    data_format = normalize_data_format(data_format)
+    block, conv = 1, 0
+    for entry in table:
+        if isinstance(entry, Pool):
+            x = make_pool(
+                pool_type,
+                entry.size,
+                entry.strides,
+                entry.padding,
+                data_format,
+                f"block{block}_pool",
+            )(x)
+            block, conv = block + 1, 0
+            continue
+        conv += 1
+        base = f"block{block}_conv{conv}"
+        filters = entry.filters
+        if width_multiplier != 1.0:
+            divisor = max(width_divisor, entry.groups) // entry.groups * entry.groups
+            filters = make_divisible(filters * width_multiplier, divisor)
+        padding = entry.padding
+        if not isinstance(padding, str):
+            x = keras.layers.ZeroPadding2D(padding, data_format=data_format, name=f"{base}_pad")(x)
+            padding = "valid"
+        x = keras.layers.Conv2D(
+            filters,
+            entry.kernel,
+            strides=entry.strides,
+            padding=padding,
+            groups=entry.groups,
+            data_format=data_format,
+            name=base,
+        )(x)
+        x = apply(make_norm(norm, f"{base}_bn", data_format), x)
+        x = apply(make_activation(activation, f"{base}_{_act_name(activation)}"), x)
+    return x
+
+
+def _act_name(activation):
+    return activation if isinstance(activation, str) else "act"
+
+
+def check_multiplier(value, name):
+    """Validates a positive width/depth multiplier."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
+    return float(value)

@@ -1,0 +1,164 @@
+"""AlexNet (Krizhevsky, Sutskever and Hinton, 2012) and its one-GPU variant."""
+
+from __future__ import annotations
+
+from keras_cnn_ext.models.common import (
+    Conv,
+    Pool,
+    check_multiplier,
+    classifier_head,
+    conv_stack,
+    finalize_model,
+    make_inputs,
+    stack_stages,
+    validate_builder_args,
+)
+from keras_cnn_ext.models.registry import register_builder
+
+ALEXNET_VARIANTS = {
+    # The paper's network (Fig. 2): 96-256-384-384-256 filters; conv2, conv4 and conv5 only see
+    # the half of their input that lives on the same GPU, i.e. grouped convolutions with 2
+    # groups. 60,965,224 parameters on 227x227x3 with 1000 classes.
+    "paper": {
+        "table": (
+            Conv(96, 11, 4, "valid"),
+            Pool(3, 2),
+            Conv(256, 5, groups=2),
+            Pool(3, 2),
+            Conv(384, 3),
+            Conv(384, 3, groups=2),
+            Conv(256, 3, groups=2),
+            Pool(3, 2),
+        ),
+        "default_shape": (227, 227, 3),
+    },
+    # The same layer list on one device (no groups): 62,378,344 parameters.
+    "single": {
+        "table": (
+            Conv(96, 11, 4, "valid"),
+            Pool(3, 2),
+            Conv(256, 5),
+            Pool(3, 2),
+            Conv(384, 3),
+            Conv(384, 3),
+            Conv(256, 3),
+            Pool(3, 2),
+        ),
+        "default_shape": (227, 227, 3),
+    },
+    # Krizhevsky's "One weird trick" (2014) one-GPU network as torchvision's `alexnet`:
+    # 64-192-384-256-256 filters, 61,100,840 parameters on 224x224x3 with 1000 classes.
+    "torchvision": {
+        "table": (
+            Conv(64, 11, 4, 2),
+            Pool(3, 2),
+            Conv(192, 5, 1, 2),
+            Pool(3, 2),
+            Conv(384, 3, 1, 1),
+            Conv(256, 3, 1, 1),
+            Conv(256, 3, 1, 1),
+            Pool(3, 2),
+        ),
+        "default_shape": (224, 224, 3),
+    },
+}
+ALEXNET_FC = (4096, 4096)
+
+
+@register_builder("alexnet")
+def AlexNet(
+    variant="paper",
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name="alexnet",
+    *,
+    norm=None,
+    activation="relu",
+    pool_type="max",
+    width_multiplier=1.0,
+    fc_units=ALEXNET_FC,
+    dropout=0.5,
+):
+    """Builds AlexNet: five convolutions, three overlapping 3x3/2 max poolings, three dense layers.
+
+    Krizhevsky, Sutskever and Hinton, "ImageNet Classification with Deep Convolutional Neural
+    Networks" (NeurIPS 2012). Parameter counts with 1000 classes on the default input:
+
+    - `"paper"` (227x227x3): **60,965,224**: 96@11x11/4 -> pool -> 256@5x5 (2 groups) -> pool
+      -> 384@3x3 -> 384@3x3 (2 groups) -> 256@3x3 (2 groups) -> pool -> FC4096 -> FC4096 ->
+      FC1000; the groups are the paper's split over two GPUs.
+    - `"single"` (227x227x3): **62,378,344**: the same layers without groups.
+    - `"torchvision"` (224x224x3): **61,100,840**: 64-192-384-256-256 filters, the one-GPU
+      network of Krizhevsky's "One weird trick" (2014) as in torchvision.
+
+    The paper's local response normalisation after conv1 and conv2 is left out (it has no
+    parameters; Keras has no LRN layer; torchvision's network has none either); pass
+    `norm="batch"` for a normalised variant.
+
+    Args:
+        variant: `"paper"` (default), `"single"` or `"torchvision"`.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+            classifier_activation, name: as in `keras.applications`. Other input sizes change
+            the flattened feature size and so the first dense layer; at least 67x67 (63x63
+            for `"torchvision"`).
+        norm: normalisation after each convolution (`None` or `"batch"`). Default `None`.
+        activation: activation after convolutions and hidden dense layers. Default ReLU.
+        pool_type: `"max"` (default), `"avg"` or a pooling layer class.
+        width_multiplier: scales the convolution filters. Default 1.
+        fc_units: the hidden dense layers. Default `(4096, 4096)`.
+        dropout: dropout after each hidden dense layer. Default 0.5 (the paper's).
+
+    Input shape:
+        `(batch, height, width, 3)` (channels last).
+
+    Output shape:
+        `(batch, classes)` with the top; otherwise the pooled features or the feature map.
+
+    Example:
+
+    >>> model = AlexNet(include_top=False, input_shape=(67, 67, 3), pooling="avg")
+    >>> model.output_shape
+    (None, 256)
+    """
+    validate_builder_args(
+        include_top=include_top,
+        weights=weights,
+        pooling=pooling,
+        classes=classes,
+        dropout=dropout,
+        variant=(variant, ALEXNET_VARIANTS),
+    )
+    check_multiplier(width_multiplier, "width_multiplier")
+    config = ALEXNET_VARIANTS[variant]
+    inputs = make_inputs(
+        input_tensor,
+        input_shape,
+        default_shape=config["default_shape"],
+        stages=stack_stages(config["table"]),
+        require_static=include_top,
+    )
+    x = conv_stack(
+        inputs,
+        config["table"],
+        activation=activation,
+        norm=norm,
+        pool_type=pool_type,
+        width_multiplier=width_multiplier,
+    )
+    outputs = classifier_head(
+        x,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        hidden_units=tuple(fc_units),
+        hidden_activation=activation,
+        flatten=True,
+    )
+    return finalize_model(inputs, outputs, name=name, weights=weights)

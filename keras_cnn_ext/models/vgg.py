@@ -1,0 +1,150 @@
+"""VGG-11/13/16/19 (Simonyan and Zisserman, 2014), with and without batch normalisation."""
+
+from __future__ import annotations
+
+from keras_cnn_ext.models.common import (
+    Conv,
+    Pool,
+    check_multiplier,
+    classifier_head,
+    conv_stack,
+    finalize_model,
+    make_inputs,
+    stack_stages,
+    validate_builder_args,
+)
+from keras_cnn_ext.models.registry import register_builder
+
+# Configurations A, B, D and E of the paper's Table 1: an int is a 3x3 "same" convolution with
+# that many filters, "M" a 2x2 max pooling with stride 2.
+VGG_CONFIGS = {
+    11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    19: (
+        64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+        512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
+    ),
+}  # fmt: skip
+VGG_FC = (4096, 4096)
+
+
+def vgg_table(depth):
+    """The layer table (`Conv`/`Pool` entries) of VGG-`depth`."""
+    return tuple(Pool(2, 2) if v == "M" else Conv(v, 3) for v in VGG_CONFIGS[depth])
+
+
+def VGG(
+    depth=16,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    *,
+    batch_norm=False,
+    norm=None,
+    activation="relu",
+    pool_type="max",
+    width_multiplier=1.0,
+    fc_units=VGG_FC,
+    dropout=0.5,
+):
+    """Builds a VGG network of the given depth (11, 13, 16 or 19 weight layers).
+
+    Simonyan and Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+    Recognition" (ICLR 2015), configurations A, B, D, E. Without batch normalisation the layers
+    and their order are keras.applications' (`VGG16`: 138,357,544 parameters; `VGG19`:
+    143,667,240), so `copy_weights(keras.applications.VGG16(...), VGG16(...))` gives the same
+    outputs. With `batch_norm=True` a `BatchNormalization` follows every convolution (bias
+    kept, as torchvision's `vgg16_bn`: 138,365,992 trainable parameters).
+
+    Args:
+        depth: 11, 13, 16 or 19.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+            classifier_activation, name: as in `keras.applications`. Default input
+            `(224, 224, 3)`; at least 32x32.
+        batch_norm: add batch normalisation after each convolution. Default False.
+        norm: another normalisation by name or layer class (overrides `batch_norm`).
+        activation: the activation after convolutions and hidden dense layers. Default ReLU.
+        pool_type: the downsampling pooling, `"max"` (default), `"avg"` or a layer class.
+        width_multiplier: scales the convolution filters (rounded to multiples of 8).
+        fc_units: the hidden dense layers of the classifier. Default `(4096, 4096)`.
+        dropout: dropout rate after the hidden dense layers (the paper's 0.5; inactive at
+            inference, so outputs match keras.applications').
+
+    Input shape:
+        `(batch, height, width, 3)` (channels last).
+
+    Output shape:
+        `(batch, classes)` with the top; otherwise the pooled features or the feature map.
+
+    Example:
+
+    >>> model = VGG(11, include_top=False, input_shape=(32, 32, 3), pooling="avg")
+    >>> model.output_shape
+    (None, 512)
+    """
+    validate_builder_args(
+        include_top=include_top,
+        weights=weights,
+        pooling=pooling,
+        classes=classes,
+        dropout=dropout,
+        depth=(depth, VGG_CONFIGS),
+    )
+    check_multiplier(width_multiplier, "width_multiplier")
+    if norm is None and batch_norm:
+        norm = "batch"
+    table = vgg_table(depth)
+    inputs = make_inputs(
+        input_tensor,
+        input_shape,
+        default_shape=(224, 224, 3),
+        stages=stack_stages(table),
+        require_static=include_top,
+    )
+    x = conv_stack(
+        inputs,
+        table,
+        activation=activation,
+        norm=norm,
+        pool_type=pool_type,
+        width_multiplier=width_multiplier,
+    )
+    outputs = classifier_head(
+        x,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        hidden_units=tuple(fc_units),
+        hidden_activation=activation,
+        flatten=True,
+    )
+    if name is None:
+        name = f"vgg{depth}_bn" if norm is not None else f"vgg{depth}"
+    return finalize_model(inputs, outputs, name=name, weights=weights)
+
+
+def _vgg_builder(depth):
+    def builder(*args, **kwargs):
+        return VGG(depth, *args, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = f"VGG{depth}"
+    builder.__doc__ = (
+        f"Builds VGG-{depth}: `VGG({depth}, ...)`; see `VGG` for the arguments "
+        "(`include_top`, `weights`, `input_tensor`, `input_shape`, `pooling`, `classes`, "
+        "`classifier_activation`, `name`, `batch_norm`, ...)."
+    )
+    return register_builder(f"vgg{depth}")(builder)
+
+
+VGG11 = _vgg_builder(11)
+VGG13 = _vgg_builder(13)
+VGG16 = _vgg_builder(16)
+VGG19 = _vgg_builder(19)
