@@ -1,0 +1,191 @@
+"""MobileNet v1 (Howard et al., 2017): depthwise-separable convolutions with a width multiplier."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_cnn_ext.models.common import (
+    Downsample,
+    apply,
+    check_multiplier,
+    classifier_head,
+    finalize_model,
+    make_activation,
+    make_inputs,
+    make_norm,
+    validate_builder_args,
+)
+from keras_cnn_ext.models.registry import register_builder
+from keras_cnn_ext.utils import normalize_data_format
+
+# Table 1 of the paper: the stem's filters, then (pointwise filters, stride) of the 13
+# depthwise-separable blocks.
+MOBILENET_V1_STEM = 32
+MOBILENET_V1_BLOCKS = (
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+)
+
+
+def mobilenet_v1_stages():
+    """The spatial reductions (stem, then each stride-2 block) for input-size checks."""
+    stages = [Downsample("conv1", 3, 2, "same")]
+    stages += [
+        # keras.applications pads (0, 1) before the 3x3 "valid" stride-2 depthwise convolution.
+        Downsample(f"conv_dw_{i}", 3, 2, 1)
+        for i, (_, stride) in enumerate(MOBILENET_V1_BLOCKS, start=1)
+        if stride == 2
+    ]
+    return stages
+
+
+def _separable_block(x, filters, stride, depth_multiplier, block_id, norm, activation, data_format):
+    """Depthwise 3x3 -> norm -> activation -> pointwise 1x1 -> norm -> activation.
+
+    The layer order and padding are keras.applications.MobileNet's, so its weights copy over.
+    """
+    act = activation if isinstance(activation, str) else "act"
+    if stride == 2:
+        # Pad bottom/right only, then a "valid" window: TF's "same" for even sizes, and the
+        # explicit pad keeps TFLite/ONNX exports free of asymmetric "same" padding surprises.
+        x = keras.layers.ZeroPadding2D(
+            ((0, 1), (0, 1)), data_format=data_format, name=f"conv_pad_{block_id}"
+        )(x)
+    x = keras.layers.DepthwiseConv2D(
+        3,
+        strides=stride,
+        padding="same" if stride == 1 else "valid",
+        depth_multiplier=depth_multiplier,
+        use_bias=norm is None,
+        data_format=data_format,
+        name=f"conv_dw_{block_id}",
+    )(x)
+    x = apply(make_norm(norm, f"conv_dw_{block_id}_bn", data_format), x)
+    x = apply(make_activation(activation, f"conv_dw_{block_id}_{act}"), x)
+    x = keras.layers.Conv2D(
+        filters,
+        1,
+        use_bias=norm is None,
+        data_format=data_format,
+        name=f"conv_pw_{block_id}",
+    )(x)
+    x = apply(make_norm(norm, f"conv_pw_{block_id}_bn", data_format), x)
+    return apply(make_activation(activation, f"conv_pw_{block_id}_{act}"), x)
+
+
+@register_builder("mobilenetv1", "mobilenet")
+def MobileNetV1(
+    input_shape=None,
+    alpha=1.0,
+    depth_multiplier=1,
+    dropout=1e-3,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    *,
+    norm="batch",
+    activation="relu6",
+):
+    """Builds MobileNet v1.
+
+    Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision
+    Applications" (2017): a 3x3 stride-2 stem and 13 depthwise-separable blocks (depthwise 3x3
+    -> BN -> ReLU6 -> pointwise 1x1 -> BN -> ReLU6), global average pooling and a classifier.
+    The arguments, layer order and parameter counts are keras.applications.MobileNet's
+    (4,253,864 parameters for `alpha=1.0`, 2,601,976 for 0.75, 1,342,536 for 0.5 with 1000
+    classes), so its weights copy over with `copy_weights` (its 1x1 convolution classifier
+    maps onto our `Dense`).
+
+    Args:
+        input_shape: optional `(height, width, 3)`; default `(224, 224, 3)`. At least 31x31.
+        alpha: the width multiplier; each layer has `int(filters * alpha)` filters. Default 1.
+        depth_multiplier: the depthwise convolutions' channel multiplier. Default 1.
+        dropout: dropout rate before the classifier. Default 1e-3.
+        include_top, weights, input_tensor, pooling, classes, classifier_activation, name: as
+            in `keras.applications`.
+        norm: normalisation after each convolution (`"batch"`, `None` or a layer class; with
+            `None` the convolutions get biases). Default `"batch"`.
+        activation: default `"relu6"`.
+
+    Input shape:
+        `(batch, height, width, 3)` (channels last).
+
+    Output shape:
+        `(batch, classes)` with the top; otherwise the pooled features or the feature map.
+
+    Example:
+
+    >>> model = MobileNetV1(input_shape=(32, 32, 3), alpha=0.25, classes=10)
+    >>> model.output_shape
+    (None, 10)
+    """
+    validate_builder_args(
+        include_top=include_top,
+        weights=weights,
+        pooling=pooling,
+        classes=classes,
+        dropout=dropout,
+    )
+    check_multiplier(alpha, "alpha")
+    if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, int):
+        raise ValueError(
+            f"`depth_multiplier` must be a positive integer. Received: {depth_multiplier!r}"
+        )
+    check_multiplier(depth_multiplier, "depth_multiplier")
+    data_format = normalize_data_format(None)
+    inputs = make_inputs(
+        input_tensor,
+        input_shape,
+        default_shape=(224, 224, 3),
+        stages=mobilenet_v1_stages(),
+        require_static=False,
+    )
+    act = activation if isinstance(activation, str) else "act"
+    x = keras.layers.Conv2D(
+        int(MOBILENET_V1_STEM * alpha),
+        3,
+        strides=2,
+        padding="same",
+        use_bias=norm is None,
+        data_format=data_format,
+        name="conv1",
+    )(inputs)
+    x = apply(make_norm(norm, "conv1_bn", data_format), x)
+    x = apply(make_activation(activation, f"conv1_{act}"), x)
+    for block_id, (filters, stride) in enumerate(MOBILENET_V1_BLOCKS, start=1):
+        x = _separable_block(
+            x,
+            int(filters * alpha),
+            stride,
+            depth_multiplier,
+            block_id,
+            norm,
+            activation,
+            data_format,
+        )
+    outputs = classifier_head(
+        x,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+    )
+    if name is None:
+        name = f"mobilenet_{alpha:0.2f}"
+    return finalize_model(inputs, outputs, name=name, weights=weights)
