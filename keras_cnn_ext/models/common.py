@@ -34,6 +34,7 @@ import os
 import keras
 import numpy as np
 
+from keras_cnn_ext.layers.factories import create_activation, create_norm, create_pooling
 from keras_cnn_ext.utils import check_rate, make_divisible, normalize_data_format
 
 POOLINGS = (None, "avg", "max")
@@ -345,106 +346,102 @@ def finalize_model(inputs, outputs, name, weights=None):
     return model
 
 
-def _weight_arrays(model):
-    """The model's variables in creation order, with their owner layer's name for messages."""
-    return [(v.path, v) for v in model.weights]
+def _squeezed(shape):
+    return tuple(d for d in shape if d != 1)
 
 
 def copy_weights(source, target, *, reshape=True):
-    """Copies every variable of `source` into `target`, matched by order and shape.
+    """Copies every variable of `source` into `target`: same architecture, names may differ.
 
-    Both models must hold the same variables in the same order (the same architecture, built
-    the same way), for example `keras.applications.VGG16(weights=None)` and our `VGG16()`;
-    layer names may differ. A variable whose shape differs only by axes of size 1 (a 1x1
-    `Conv2D` classifier against a `Dense` one) is reshaped when `reshape` is true.
+    Variables are matched in order within each shape: the k-th variable of a given shape in
+    `target` gets the k-th variable of that shape in `source`. For two models built layer for
+    layer alike (`keras.applications.VGG16(weights=None)` and our `VGG16()`) that is plain
+    order; it also holds when one model nests layers in another order (our MobileNetV1's
+    `SeparableConvBlock` lists its pointwise kernel before its first normalisation;
+    keras.applications' MobileNet does not). With `reshape`, shapes are compared without their
+    size-1 axes, so a 1x1 `Conv2D` classifier maps onto a `Dense` one.
+
+    Returns:
+        `target`.
 
     Raises:
-        ValueError: if the number of variables or a pair of shapes does not match.
+        ValueError: if the variable counts, or the counts of some shape, differ.
     """
-    src = _weight_arrays(source)
-    dst = _weight_arrays(target)
+    key = _squeezed if reshape else tuple
+    src, dst = list(source.weights), list(target.weights)
     if len(src) != len(dst):
         raise ValueError(
             f"Cannot copy weights: `source` ({source.name}) has {len(src)} variables and "
             f"`target` ({target.name}) has {len(dst)}."
         )
-    values = []
-    for (src_path, src_var), (dst_path, dst_var) in zip(src, dst, strict=True):
+    queues = collections.defaultdict(collections.deque)
+    for variable in src:
+        queues[key(tuple(variable.shape))].append(variable)
+    pairs = []
+    for variable in dst:
+        queue = queues[key(tuple(variable.shape))]
+        if not queue:
+            raise ValueError(
+                f"Cannot copy weights: `target` variable `{variable.path}` of shape "
+                f"{tuple(variable.shape)} has no remaining variable of that shape in `source`."
+            )
+        pairs.append((variable, queue.popleft()))
+    for dst_var, src_var in pairs:
         value = np.asarray(keras.ops.convert_to_numpy(src_var))
-        src_shape, dst_shape = tuple(src_var.shape), tuple(dst_var.shape)
-        if src_shape != dst_shape:
-            squeezable = [d for d in src_shape if d != 1] == [d for d in dst_shape if d != 1]
-            if not (reshape and squeezable):
-                raise ValueError(
-                    f"Cannot copy weights: `{src_path}` has shape {src_shape} but `{dst_path}` "
-                    f"has shape {dst_shape}."
-                )
-            value = value.reshape(dst_shape)
-        values.append((dst_var, value))
-    for dst_var, value in values:
-        dst_var.assign(value)
+        dst_var.assign(value.reshape(tuple(dst_var.shape)))
     return target
 
 
 # --- Pluggable parts ------------------------------------------------------------------------
-# Builders take normalisation, activation and pooling by name (or a layer class / callable).
-# These resolve them; `keras_cnn_ext.layers.factories` holds the package-wide names when present.
+# Builders take normalisation, activation and pooling by name (or a layer class); the names are
+# resolved once, package-wide, by `keras_cnn_ext.layers.factories`.
 
-NORMS = (None, "batch")
-POOL_TYPES = ("max", "avg")
+POOL_TYPES = ("max", "avg", "fractional")
 
 
 def make_norm(norm, name, data_format=None, **kwargs):
-    """A normalisation layer from a name (`None` -> no layer, `"batch"`) or a layer class."""
+    """A normalisation layer (`create_norm` names or a layer class), or None for `norm=None`."""
     if norm is None:
         return None
-    data_format = normalize_data_format(data_format)
-    axis = 1 if data_format == "channels_first" else -1
-    if isinstance(norm, type) and issubclass(norm, keras.layers.Layer):
-        return norm(name=name, **kwargs)
-    if norm == "batch":
-        return keras.layers.BatchNormalization(axis=axis, name=name, **kwargs)
-    try:
-        from keras_cnn_ext.layers.factories import create_norm
-    except ImportError:
-        raise ValueError(
-            f"`norm` must be one of {NORMS} or a Keras layer class. Received: norm={norm!r}"
-        ) from None
-    return create_norm(norm, name=name, axis=axis, **kwargs)
+    axis = 1 if normalize_data_format(data_format) == "channels_first" else -1
+    return create_norm(norm, axis=axis, name=name, **kwargs)
 
 
 def make_activation(activation, name):
-    """An activation layer from a name (`"relu"`, `"relu6"`, `"tanh"`, ...) or a callable."""
+    """An activation layer (`create_activation` names, callables, layer classes), or None."""
     if activation is None:
         return None
-    if isinstance(activation, type) and issubclass(activation, keras.layers.Layer):
-        return activation(name=name)
-    if activation == "relu6":
-        # keras.applications' MobileNet uses ReLU(6.0); the same op for TFLite's RELU6 builtin.
-        return keras.layers.ReLU(6.0, name=name)
-    try:
-        keras.activations.get(activation)
-    except (ValueError, TypeError):
-        raise ValueError(
-            "`activation` must be a Keras activation name, a callable or a layer class. "
-            f"Received: activation={activation!r}"
-        ) from None
-    return keras.layers.Activation(activation, name=name)
+    return create_activation(activation, name=name)
 
 
 def make_pool(pool_type, pool_size, strides, padding="valid", data_format=None, name=None):
-    """A spatial pooling layer: `"max"` or `"avg"` (or a layer class taking Keras' arguments)."""
-    kwargs = dict(pool_size=pool_size, strides=strides, padding=padding, name=name)
-    kwargs["data_format"] = normalize_data_format(data_format)
+    """A downsampling pooling layer: `"max"`, `"avg"`, `"fractional"` (ratio `strides`) or a
+    layer class taking Keras' pooling arguments."""
+    data_format = normalize_data_format(data_format)
     if isinstance(pool_type, type) and issubclass(pool_type, keras.layers.Layer):
-        return pool_type(**kwargs)
-    if pool_type == "max":
-        return keras.layers.MaxPooling2D(**kwargs)
-    if pool_type == "avg":
-        return keras.layers.AveragePooling2D(**kwargs)
-    raise ValueError(
-        f"`pool_type` must be one of {POOL_TYPES} or a pooling layer class. "
-        f"Received: pool_type={pool_type!r}"
+        return pool_type(
+            pool_size=pool_size,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            name=name,
+        )
+    if pool_type not in POOL_TYPES:
+        raise ValueError(
+            f"`pool_type` must be one of {POOL_TYPES} or a pooling layer class. "
+            f"Received: pool_type={pool_type!r}"
+        )
+    if pool_type == "fractional":
+        return create_pooling(
+            pool_type, pooling_ratio=float(strides), data_format=data_format, name=name
+        )
+    return create_pooling(
+        pool_type,
+        pool_size=pool_size,
+        strides=strides,
+        padding=padding,
+        data_format=data_format,
+        name=name,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_cnn_ext.layers.separable_conv_block import SeparableConvBlock
 from keras_cnn_ext.models.common import (
     Downsample,
     apply,
@@ -51,37 +52,25 @@ def mobilenet_v1_stages():
 
 
 def _separable_block(x, filters, stride, depth_multiplier, block_id, norm, activation, data_format):
-    """Depthwise 3x3 -> norm -> activation -> pointwise 1x1 -> norm -> activation.
-
-    The layer order and padding are keras.applications.MobileNet's, so its weights copy over.
-    """
-    act = activation if isinstance(activation, str) else "act"
+    """One depthwise-separable block, padded for stride 2 as keras.applications.MobileNet."""
     if stride == 2:
-        # Pad bottom/right only, then a "valid" window: TF's "same" for even sizes, and the
-        # explicit pad keeps TFLite/ONNX exports free of asymmetric "same" padding surprises.
+        # Pad bottom/right, then a "valid" 3x3 window: keras.applications' layout (TF's "same"
+        # for even sizes), so its weights give the same outputs for any input size.
         x = keras.layers.ZeroPadding2D(
             ((0, 1), (0, 1)), data_format=data_format, name=f"conv_pad_{block_id}"
         )(x)
-    x = keras.layers.DepthwiseConv2D(
+    return SeparableConvBlock(
+        filters,
         3,
         strides=stride,
         padding="same" if stride == 1 else "valid",
         depth_multiplier=depth_multiplier,
+        norm=norm,
+        activation=activation,
         use_bias=norm is None,
         data_format=data_format,
-        name=f"conv_dw_{block_id}",
+        name=f"conv_sep_{block_id}",
     )(x)
-    x = apply(make_norm(norm, f"conv_dw_{block_id}_bn", data_format), x)
-    x = apply(make_activation(activation, f"conv_dw_{block_id}_{act}"), x)
-    x = keras.layers.Conv2D(
-        filters,
-        1,
-        use_bias=norm is None,
-        data_format=data_format,
-        name=f"conv_pw_{block_id}",
-    )(x)
-    x = apply(make_norm(norm, f"conv_pw_{block_id}_bn", data_format), x)
-    return apply(make_activation(activation, f"conv_pw_{block_id}_{act}"), x)
 
 
 @register_builder("mobilenetv1", "mobilenet")
@@ -107,6 +96,7 @@ def MobileNetV1(
     Applications" (2017): a 3x3 stride-2 stem and 13 depthwise-separable blocks (depthwise 3x3
     -> BN -> ReLU6 -> pointwise 1x1 -> BN -> ReLU6), global average pooling and a classifier.
     The arguments, layer order and parameter counts are keras.applications.MobileNet's
+    Each block is a `keras_cnn_ext.layers.SeparableConvBlock`
     (4,253,864 parameters for `alpha=1.0`, 2,601,976 for 0.75, 1,342,536 for 0.5 with 1000
     classes), so its weights copy over with `copy_weights` (its 1x1 convolution classifier
     maps onto our `Dense`).
