@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_cnn_ext.layers.squeeze_excitation import check_channels, check_reduction_args
+from keras_cnn_ext.layers.squeeze_excitation import SqueezeExcitation, check_channels
 from keras_cnn_ext.ops import attention as attention_ops
 from keras_cnn_ext.utils import check_float_dtype, normalize_data_format, normalize_tuple
 
@@ -18,7 +18,7 @@ def _check_mode(mode):
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class ChannelAttention(keras.layers.Layer):
+class ChannelAttention(SqueezeExcitation):
     """CBAM's channel attention: a shared MLP over average- and max-pooled channel descriptors.
 
     Woo et al., "CBAM: Convolutional Block Attention Module" (ECCV 2018), eq. 2:
@@ -55,6 +55,8 @@ class ChannelAttention(keras.layers.Layer):
     TensorShape([2, 8, 8, 32])
     """
 
+    pooling = "avg_max"
+
     def __init__(
         self,
         ratio=0.0625,
@@ -69,78 +71,20 @@ class ChannelAttention(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.ratio = check_reduction_args(ratio, reduced_channels, min_channels, divisor)
-        self.reduced_channels = reduced_channels
-        self.min_channels = min_channels
-        self.divisor = int(divisor)
-        self.activation = keras.activations.get(activation)
-        self.gate_activation = keras.activations.get(gate_activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.data_format = normalize_data_format(data_format)
-        self.input_spec = keras.layers.InputSpec(ndim=4)
-
-    def hidden_channels(self, channels):
-        """The bottleneck width for an input with `channels` channels."""
-        if self.reduced_channels is not None:
-            return int(self.reduced_channels)
-        return attention_ops.reduced_channels(channels, self.ratio, self.divisor, self.min_channels)
-
-    def build(self, input_shape):
-        channels = check_channels(input_shape, self.data_format, type(self).__name__)
-        hidden = self.hidden_channels(channels)
-        self.reduce_kernel = self.add_weight(
-            name="reduce_kernel", shape=(channels, hidden), initializer=self.kernel_initializer
+        # Same layer as SqueezeExcitation (weights, config) with CBAM's defaults and pooling.
+        super().__init__(
+            ratio=ratio,
+            reduced_channels=reduced_channels,
+            min_channels=min_channels,
+            divisor=divisor,
+            activation=activation,
+            gate_activation=gate_activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            data_format=data_format,
+            **kwargs,
         )
-        self.expand_kernel = self.add_weight(
-            name="expand_kernel", shape=(hidden, channels), initializer=self.kernel_initializer
-        )
-        self.reduce_bias = self.expand_bias = None
-        if self.use_bias:
-            self.reduce_bias = self.add_weight(
-                name="reduce_bias", shape=(hidden,), initializer=self.bias_initializer
-            )
-            self.expand_bias = self.add_weight(
-                name="expand_bias", shape=(channels,), initializer=self.bias_initializer
-            )
-        channel_axis = -1 if self.data_format == "channels_last" else 1
-        self.input_spec = keras.layers.InputSpec(ndim=4, axes={channel_axis: channels})
-
-    def call(self, inputs):
-        check_float_dtype(inputs.dtype)
-        return attention_ops.channel_attention(
-            inputs,
-            self.reduce_kernel,
-            self.reduce_bias,
-            self.expand_kernel,
-            self.expand_bias,
-            activation=self.activation,
-            gate=self.gate_activation,
-            data_format=self.data_format,
-        )
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "ratio": self.ratio,
-                "reduced_channels": self.reduced_channels,
-                "min_channels": self.min_channels,
-                "divisor": self.divisor,
-                "activation": keras.activations.serialize(self.activation),
-                "gate_activation": keras.activations.serialize(self.gate_activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "data_format": self.data_format,
-            }
-        )
-        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")

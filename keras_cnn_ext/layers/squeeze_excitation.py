@@ -70,6 +70,7 @@ class SqueezeExcitation(keras.layers.Layer):
             Defaults to `"relu"`.
         gate_activation: gate activation, e.g. `"sigmoid"` (default) or `"hard_sigmoid"`
             (`relu6(x + 3) / 6`, MobileNetV3).
+        use_bias: whether both fully connected layers have biases. Defaults to `True`.
         kernel_initializer: initializer of both kernels. Defaults to `"glorot_uniform"`.
         bias_initializer: initializer of both biases. Defaults to `"zeros"`.
         data_format: `"channels_last"` or `"channels_first"`; `None` (default) uses
@@ -88,6 +89,9 @@ class SqueezeExcitation(keras.layers.Layer):
     TensorShape([2, 8, 8, 32])
     """
 
+    # Squeeze by the spatial mean only; CBAM's ChannelAttention adds the max.
+    pooling = "avg"
+
     def __init__(
         self,
         ratio=0.25,
@@ -96,6 +100,7 @@ class SqueezeExcitation(keras.layers.Layer):
         divisor=8,
         activation="relu",
         gate_activation="sigmoid",
+        use_bias=True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         data_format=None,
@@ -108,6 +113,7 @@ class SqueezeExcitation(keras.layers.Layer):
         self.divisor = int(divisor)
         self.activation = keras.activations.get(activation)
         self.gate_activation = keras.activations.get(gate_activation)
+        self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.data_format = normalize_data_format(data_format)
@@ -119,21 +125,23 @@ class SqueezeExcitation(keras.layers.Layer):
             return int(self.reduced_channels)
         return attention_ops.reduced_channels(channels, self.ratio, self.divisor, self.min_channels)
 
+    def _maybe_bias(self, name, size):
+        if not self.use_bias:
+            return None
+        return self.add_weight(name=name, shape=(size,), initializer=self.bias_initializer)
+
     def build(self, input_shape):
         channels = check_channels(input_shape, self.data_format, type(self).__name__)
         hidden = self.hidden_channels(channels)
+        # Weights in the order of the plain-Keras equivalent (Conv2D, Conv2D): kernel, bias, ...
         self.reduce_kernel = self.add_weight(
             name="reduce_kernel", shape=(channels, hidden), initializer=self.kernel_initializer
         )
-        self.reduce_bias = self.add_weight(
-            name="reduce_bias", shape=(hidden,), initializer=self.bias_initializer
-        )
+        self.reduce_bias = self._maybe_bias("reduce_bias", hidden)
         self.expand_kernel = self.add_weight(
             name="expand_kernel", shape=(hidden, channels), initializer=self.kernel_initializer
         )
-        self.expand_bias = self.add_weight(
-            name="expand_bias", shape=(channels,), initializer=self.bias_initializer
-        )
+        self.expand_bias = self._maybe_bias("expand_bias", channels)
         channel_axis = -1 if self.data_format == "channels_last" else 1
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={channel_axis: channels})
 
@@ -147,6 +155,7 @@ class SqueezeExcitation(keras.layers.Layer):
             self.expand_bias,
             activation=self.activation,
             gate=self.gate_activation,
+            pooling=self.pooling,
             data_format=self.data_format,
         )
 
@@ -163,6 +172,7 @@ class SqueezeExcitation(keras.layers.Layer):
                 "divisor": self.divisor,
                 "activation": keras.activations.serialize(self.activation),
                 "gate_activation": keras.activations.serialize(self.gate_activation),
+                "use_bias": self.use_bias,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "data_format": self.data_format,

@@ -59,6 +59,9 @@ def eca_kernel_size(channels, gamma=2, b=1):
     return max(t if t % 2 else t + 1, 3)
 
 
+POOLINGS = ("avg", "avg_max")
+
+
 def squeeze_excitation(
     inputs,
     reduce_kernel,
@@ -67,24 +70,49 @@ def squeeze_excitation(
     expand_bias,
     activation=tf.nn.relu,
     gate=tf.sigmoid,
+    pooling="avg",
     data_format="channels_last",
 ):
     """Squeeze-and-excitation (Hu et al. 2018): `x * gate(W2 act(W1 mean(x) + b1) + b2)`.
 
+    With `pooling="avg_max"` this is CBAM's channel attention (Woo et al. 2018, eq. 2):
+    `x * gate(MLP(mean(x)) + MLP(max(x)))`, the MLP shared by both descriptors.
+
     Args:
         inputs: rank-4 feature map.
-        reduce_kernel: `(C, R)` matrix; reduce_bias: `(R,)`.
-        expand_kernel: `(R, C)` matrix; expand_bias: `(C,)`.
+        reduce_kernel: `(C, R)` matrix; reduce_bias: `(R,)` or `None`.
+        expand_kernel: `(R, C)` matrix; expand_bias: `(C,)` or `None`.
         activation: hidden activation (callable).
         gate: gate activation (callable), e.g. sigmoid or hard sigmoid.
+        pooling: `"avg"` (SE) or `"avg_max"` (CBAM).
         data_format: `"channels_last"` or `"channels_first"`.
     """
     data_format = normalize_data_format(data_format)
-    # A 1x1 convolution on a 1x1 map is a matrix product: matmul avoids the conv kernels' setup.
-    pooled = tf.reduce_mean(inputs, axis=_spatial_axes(data_format))
-    hidden = activation(tf.nn.bias_add(tf.matmul(pooled, reduce_kernel), reduce_bias))
-    scale = gate(tf.nn.bias_add(tf.matmul(hidden, expand_kernel), expand_bias))
-    return inputs * _as_broadcastable(scale, data_format)
+    if pooling not in POOLINGS:
+        raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: {pooling!r}")
+    axes = _spatial_axes(data_format)
+    descriptors = [tf.reduce_mean(inputs, axis=axes)]
+    if pooling == "avg_max":
+        descriptors.append(tf.reduce_max(inputs, axis=axes))
+
+    # A 1x1 convolution on a 1x1 map is a matrix product: matmul skips the conv kernels' setup.
+    summed = None
+    for descriptor in descriptors:  # one or two descriptors, not a loop over data
+        hidden = tf.matmul(descriptor, reduce_kernel)
+        if reduce_bias is not None:
+            hidden = tf.nn.bias_add(hidden, reduce_bias)
+        hidden = activation(hidden)
+        summed = hidden if summed is None else summed + hidden
+    # The last layer is linear: sum_i (W2 h_i + b2) = W2 sum_i h_i + n b2, one product for all.
+    logits = tf.matmul(summed, expand_kernel)
+    if expand_bias is not None:
+        logits = tf.nn.bias_add(logits, len(descriptors) * expand_bias)
+    return inputs * _as_broadcastable(gate(logits), data_format)
+
+
+def channel_attention(inputs, *weights, **kwargs):
+    """CBAM's channel attention: `squeeze_excitation(..., pooling="avg_max")`."""
+    return squeeze_excitation(inputs, *weights, pooling="avg_max", **kwargs)
 
 
 def efficient_channel_attention(inputs, kernel, gate=tf.sigmoid, data_format="channels_last"):
@@ -102,38 +130,6 @@ def efficient_channel_attention(inputs, kernel, gate=tf.sigmoid, data_format="ch
     logits = tf.nn.conv1d(tf.expand_dims(pooled, -1), kernel, stride=1, padding="SAME")
     scale = gate(tf.squeeze(logits, -1))
     return inputs * _as_broadcastable(scale, data_format)
-
-
-def channel_attention(
-    inputs,
-    reduce_kernel,
-    reduce_bias,
-    expand_kernel,
-    expand_bias,
-    activation=tf.nn.relu,
-    gate=tf.sigmoid,
-    data_format="channels_last",
-):
-    """CBAM's channel attention (Woo et al. 2018): `x * gate(MLP(avg(x)) + MLP(max(x)))`.
-
-    The MLP is shared between the two pooled descriptors. Because its last layer is linear,
-    `W2 h_avg + b2 + W2 h_max + b2 = W2 (h_avg + h_max) + 2 b2`: one matrix product instead of two.
-    Biases may be `None` (no bias).
-    """
-    data_format = normalize_data_format(data_format)
-    axes = _spatial_axes(data_format)
-
-    def hidden(descriptor):
-        h = tf.matmul(descriptor, reduce_kernel)
-        if reduce_bias is not None:
-            h = tf.nn.bias_add(h, reduce_bias)
-        return activation(h)
-
-    summed = hidden(tf.reduce_mean(inputs, axis=axes)) + hidden(tf.reduce_max(inputs, axis=axes))
-    logits = tf.matmul(summed, expand_kernel)
-    if expand_bias is not None:
-        logits = tf.nn.bias_add(logits, 2 * expand_bias)
-    return inputs * _as_broadcastable(gate(logits), data_format)
 
 
 def spatial_attention(inputs, kernel, bias=None, mode="sigmoid", data_format="channels_last"):
@@ -169,8 +165,9 @@ def spatial_attention(inputs, kernel, bias=None, mode="sigmoid", data_format="ch
     else:
         shape = tf.shape(logits)
         flat = tf.reshape(logits, (shape[0], -1))
-        # float32 softmax: a float16 sum over thousands of positions loses precision.
-        probs = tf.nn.softmax(tf.cast(flat, tf.float32), axis=-1)
+        # Half-precision softmax: a float16 sum over thousands of positions loses precision.
+        wide = tf.float32 if logits.dtype in (tf.float16, tf.bfloat16) else logits.dtype
+        probs = tf.nn.softmax(tf.cast(flat, wide), axis=-1)
         weights = tf.reshape(tf.cast(probs, logits.dtype), shape)
     if data_format == "channels_first":
         weights = tf.transpose(weights, (0, 3, 1, 2))
