@@ -1,0 +1,194 @@
+"""The `keras-cnn-ext` command line.
+
+Subcommands live in `SUBCOMMANDS`, a dict of name -> (help, add_arguments, run): adding one is a
+function that declares its arguments, a function that runs it and returns an exit code, and one
+dict entry.
+
+    keras-cnn-ext summary keras.applications.ResNet50
+    keras-cnn-ext summary vgg16 --input-shape 64,64,3 --batch-size 8
+    keras-cnn-ext summary path/to/model.keras --json
+
+Errors the user can fix (unknown architecture, unreadable file, bad shape) print one line on
+stderr and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import sys
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """An error reported as one line on stderr with exit status 2."""
+
+
+def parse_shape(text):
+    """Parses `"224,224,3"` (or `"224x224x3"`) into a tuple of positive ints."""
+    parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if not shape or any(d <= 0 for d in shape):
+        raise CLIError(
+            f"--input-shape must be positive integers separated by commas, e.g. 224,224,3. "
+            f"Received: {text!r}"
+        )
+    return shape
+
+
+def _call_builder(builder, input_shape, label):
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        params = {}
+    kwargs = {}
+    if "weights" in params:
+        kwargs["weights"] = None  # never download: only the architecture is needed
+    if input_shape is not None:
+        if "input_shape" not in params:
+            raise CLIError(f"{label} does not take an input shape; drop --input-shape.")
+        kwargs["input_shape"] = input_shape
+    try:
+        return builder(**kwargs)
+    except Exception as e:  # a builder's own validation error, shown without a traceback
+        raise CLIError(f"could not build {label}: {type(e).__name__}: {e}") from None
+
+
+def _find_builder(name):
+    """Looks `name` up in keras_cnn_ext.models, then keras.applications."""
+    import keras
+
+    if name.startswith("keras.applications."):
+        attr = name[len("keras.applications.") :]
+        builder = getattr(keras.applications, attr, None)
+        if not callable(builder):
+            raise CLIError(f"unknown architecture {name!r}: keras.applications has no {attr!r}.")
+        return builder, name
+    try:
+        import keras_cnn_ext.models as models
+    except Exception:  # a broken optional floor must not hide keras.applications
+        models = None
+    if models is not None:
+        get_builder = getattr(models, "get_builder", None)
+        if get_builder is not None:
+            try:
+                return get_builder(name), f"keras_cnn_ext.models {name!r}"
+            except (ValueError, TypeError):
+                pass
+        builder = getattr(models, name, None)
+        if callable(builder):
+            return builder, f"keras_cnn_ext.models.{name}"
+    builder = getattr(keras.applications, name, None)
+    if callable(builder):
+        return builder, f"keras.applications.{name}"
+    known = ""
+    if models is not None and hasattr(models, "list_builders"):
+        known = " Known keras_cnn_ext names: " + ", ".join(models.list_builders()) + "."
+    raise CLIError(
+        f"unknown architecture {name!r}: not a file, not a keras_cnn_ext.models builder and "
+        f"not a keras.applications model (e.g. keras.applications.ResNet50).{known}"
+    )
+
+
+def load_target(target, input_shape=None):
+    """Returns a built Keras model from a `.keras`/`.h5` path or an architecture name."""
+    looks_like_file = os.path.sep in target or target.endswith((".keras", ".h5", ".hdf5"))
+    if os.path.exists(target) or looks_like_file:
+        if not os.path.isfile(target):
+            raise CLIError(f"cannot read model file {target!r}: no such file.")
+        import keras
+
+        import keras_cnn_ext.layers  # noqa: F401 - registers our layers for deserialisation
+
+        try:
+            return keras.saving.load_model(target, compile=False)
+        except Exception as e:
+            raise CLIError(f"cannot read model file {target!r}: {type(e).__name__}: {e}") from None
+    builder, label = _find_builder(target)
+    return _call_builder(builder, input_shape, label)
+
+
+# ---------------------------------------------------------------------------------------------
+# summary
+
+
+def _add_summary_arguments(parser):
+    parser.add_argument(
+        "target",
+        metavar="ARCH|MODEL_FILE",
+        help="an architecture name (keras_cnn_ext.models builder, or keras.applications.NAME) "
+        "or a saved .keras/.h5 model",
+    )
+    parser.add_argument(
+        "--input-shape",
+        type=str,
+        default=None,
+        help="input shape without the batch, e.g. 224,224,3 (default: the model's own)",
+    )
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size N (default 1)")
+    parser.add_argument("--json", action="store_true", help="print the profile as JSON")
+
+
+def _run_summary(args):
+    from keras_cnn_ext.analysis import profile
+
+    input_shape = None if args.input_shape is None else parse_shape(args.input_shape)
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be a positive integer. Received: {args.batch_size}")
+    model = load_target(args.target, input_shape)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the same messages are part of the printed report
+        try:
+            result = profile(model, input_shape=input_shape, batch_size=args.batch_size)
+        except (ValueError, TypeError) as e:
+            raise CLIError(f"cannot profile {args.target!r}: {e}") from None
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=1, default=str))
+    else:
+        print(result.table())
+    return 0
+
+
+SUBCOMMANDS = {
+    "summary": (
+        "parameters, MACs/FLOPs, activation memory and receptive field, layer by layer",
+        _add_summary_arguments,
+        _run_summary,
+    ),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-cnn-ext", description="Tools of the keras_cnn_ext package."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (help_text, add_arguments, run) in SUBCOMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(command)
+        command.set_defaults(_run=run)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the `keras-cnn-ext` console script; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return args._run(args)
+    except CLIError as e:
+        print(f"keras-cnn-ext {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
