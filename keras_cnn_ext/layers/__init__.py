@@ -5,3 +5,11 @@ from keras_cnn_ext.layers.efficient_channel_attention import (  # noqa: E402,F40
     EfficientChannelAttention,
 )
 from keras_cnn_ext.layers.squeeze_excitation import SqueezeExcitation  # noqa: E402,F401
+from keras_cnn_ext.layers.dense_block import DenseBlock, TransitionBlock  # noqa: E402,F401
+from keras_cnn_ext.layers.factories import (  # noqa: E402,F401
+    create_activation,
+    create_norm,
+    create_pooling,
+)
+from keras_cnn_ext.layers.residual_block import ResidualBlock  # noqa: E402,F401
+from keras_cnn_ext.layers.separable_conv_block import SeparableConvBlock  # noqa: E402,F401
