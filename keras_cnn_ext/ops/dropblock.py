@@ -1,0 +1,101 @@
+"""DropBlock (Ghiasi et al., 2018) as a pure, XLA-safe TensorFlow function."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from keras_cnn_ext.utils import normalize_data_format
+
+
+def dropblock_gamma(rate, block_size, height, width):
+    """Seed probability that drops a fraction `rate` of the units on average.
+
+    Ghiasi et al. (2018), eq. (1): `gamma = rate * H * W / (bs**2 * (H - bs + 1) * (W - bs + 1))`.
+    The denominator counts the valid seed positions, those whose block lies inside the map.
+    Returns 0 when no position is valid (the map is smaller than the block), so nothing is
+    dropped instead of dividing by zero, and clips to [0, 1].
+    """
+    rate = tf.cast(rate, tf.float32)
+    height = tf.cast(height, tf.float32)
+    width = tf.cast(width, tf.float32)
+    block = float(block_size)
+    valid = tf.maximum(height - block + 1.0, 0.0) * tf.maximum(width - block + 1.0, 0.0)
+    gamma = tf.math.divide_no_nan(rate * height * width, block * block * valid)
+    return tf.clip_by_value(gamma, 0.0, 1.0)
+
+
+def _valid_seed_region(height, width, block_size):
+    """A `(1, H, W, 1)` bool mask of the seed positions whose block fits inside the map.
+
+    The blocks are grown by a stride-1 SAME max-pool, which pads `(bs - 1) // 2` before and
+    `bs // 2` after; a seed at row `r` then covers rows `[r - bs // 2, r + (bs - 1) // 2]`, so it
+    is valid when `bs // 2 <= r <= H - 1 - (bs - 1) // 2` (`H - bs + 1` positions, as gamma
+    assumes), for odd and even block sizes alike.
+    """
+    low, high_pad = block_size // 2, (block_size - 1) // 2
+    rows = tf.range(height)
+    cols = tf.range(width)
+    row_ok = (rows >= low) & (rows <= height - 1 - high_pad)
+    col_ok = (cols >= low) & (cols <= width - 1 - high_pad)
+    return (row_ok[:, None] & col_ok[None, :])[None, :, :, None]
+
+
+def drop_block_2d(
+    inputs,
+    rate,
+    block_size,
+    seed,
+    data_format="channels_last",
+    shared_channels=False,
+):
+    """Applies DropBlock to a batch of feature maps (training-mode behaviour).
+
+    Block seeds are drawn with probability `gamma` (see `dropblock_gamma`) only where a whole
+    `block_size x block_size` block fits in the map, grown into blocks by a stride-1 max-pool,
+    and the kept units are rescaled by `numel / kept` over the whole batch (as the paper's
+    reference code and timm do), so the expected sum is unchanged. When every unit is dropped
+    the output is zeros, not NaN.
+
+    Args:
+        inputs: a rank-4 float tensor.
+        rate: the fraction of units to drop, a Python float or a scalar tensor in [0, 1).
+        block_size: the side of the square blocks, a Python int >= 1.
+        seed: a `(2,)` integer seed for `tf.random.stateless_uniform`.
+        data_format: `"channels_last"` (NHWC) or `"channels_first"` (NCHW).
+        shared_channels: if `False` (default, the paper's reference code and timm), each channel
+            of each sample gets its own mask; if `True`, one mask per sample is shared by all
+            channels.
+
+    Returns:
+        A tensor of the shape and dtype of `inputs`.
+    """
+    data_format = normalize_data_format(data_format)
+    block_size = int(block_size)
+    if block_size < 1:
+        raise ValueError(f"`block_size` must be an integer >= 1. Received: {block_size!r}")
+    inputs = tf.convert_to_tensor(inputs)
+    shape = tf.shape(inputs)
+    if data_format == "channels_last":
+        batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
+    else:
+        batch, channels, height, width = shape[0], shape[1], shape[2], shape[3]
+    mask_channels = 1 if shared_channels else channels
+
+    gamma = dropblock_gamma(rate, block_size, height, width)
+    # The mask is built in NHWC whatever the data format: CPU max-pooling supports only NHWC.
+    noise = tf.random.stateless_uniform(
+        tf.stack([batch, height, width, mask_channels]), seed=seed, dtype=tf.float32
+    )
+    seeds = (noise < gamma) & _valid_seed_region(height, width, block_size)
+    blocks = tf.cast(seeds, tf.float32)
+    if block_size > 1:
+        # A k x k max is separable: two 1-D pools cost 2k instead of k*k comparisons per unit.
+        blocks = tf.nn.max_pool2d(blocks, (block_size, 1), 1, "SAME")
+        blocks = tf.nn.max_pool2d(blocks, (1, block_size), 1, "SAME")
+    keep = 1.0 - blocks
+    numel = tf.cast(tf.size(keep), tf.float32)
+    scale = tf.math.divide_no_nan(numel, tf.reduce_sum(keep))
+    keep = keep * scale
+    if data_format == "channels_first":
+        keep = tf.transpose(keep, (0, 3, 1, 2))
+    return inputs * tf.cast(keep, inputs.dtype)
