@@ -68,8 +68,8 @@ def LeNet5(
         dropout: dropout rate after the hidden dense layers. Default 0.
 
     Input shape:
-        `(batch, height, width, channels)` (channels last), at least 32x32 with `"valid"`
-        padding and 16x16 with `"same"` (an error names the failing stage otherwise).
+        `(batch, height, width, channels)` (channels last), at least 16x16 with `"valid"`
+        padding and 12x12 with `"same"` (an error names the failing stage otherwise).
 
     Output shape:
         `(batch, classes)` with the top; otherwise the pooled features or the 4D feature map.

@@ -1,0 +1,100 @@
+"""Checks every architecture builder passes (imported by the tests in this folder).
+
+`run_builder_check(check, build, x, y, loss)` builds a fresh model with the zero-argument
+`build` callable, so checks do not share state, and runs one of `BUILDER_CHECKS`:
+
+- `train_xla`: one `fit` step compiled with `jit_compile=True`; loss finite, weights change.
+- `mixed_precision`: the same architecture under `mixed_float16` with the float32 model's
+  weights gives finite float32 outputs close to the float32 model's.
+- `saving`: `.keras` round trip, identical outputs.
+- `tflite`/`onnx`: builtin-ops TFLite and tf2onnx exports match Keras within 1e-5.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+from keras_cnn_ext.models.common import copy_weights
+from keras_cnn_ext.testing import assert_onnx_parity, assert_tflite_parity
+
+BUILDER_CHECKS = ("train_xla", "mixed_precision", "saving", "tflite", "onnx")
+
+
+def _predict(model, x):
+    return np.asarray(model(x, training=False))
+
+
+def _check_train_xla(build, x, y, loss):
+    keras.utils.set_random_seed(0)
+    model = build()
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss=loss, jit_compile=True)
+    before = [np.array(w) for w in model.trainable_weights]
+    history = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0]), history.history
+    changed = [
+        not np.array_equal(b, np.array(w))
+        for b, w in zip(before, model.trainable_weights, strict=True)
+    ]
+    assert all(changed), f"{changed.count(False)} trainable weights did not change in one step"
+
+
+def _check_mixed_precision(build, x, y, loss):
+    keras.utils.set_random_seed(0)
+    reference = build()
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = build()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert any(layer.compute_dtype == "float16" for layer in model.layers)
+    copy_weights(reference, model)
+    out = model(x, training=False)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32", out.dtype  # float32 head
+    out = np.asarray(out)
+    assert np.all(np.isfinite(out))
+    expected = _predict(reference, x)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(out, expected, atol=5e-2 * scale)
+
+
+def _check_saving(build, x, y, loss):
+    model = build()
+    expected = _predict(model, x)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        restored = keras.saving.load_model(path)
+    np.testing.assert_allclose(_predict(restored, x), expected, atol=1e-6)
+    assert restored.count_params() == model.count_params()
+
+
+def _check_tflite(build, x, y, loss):
+    assert_tflite_parity(build(), x)
+
+
+def _check_onnx(build, x, y, loss):
+    assert_onnx_parity(build(), x)
+
+
+def run_builder_check(check, build, x, y, loss):
+    """Runs one of `BUILDER_CHECKS` on a model made by `build()`."""
+    return {
+        "train_xla": _check_train_xla,
+        "mixed_precision": _check_mixed_precision,
+        "saving": _check_saving,
+        "tflite": _check_tflite,
+        "onnx": _check_onnx,
+    }[check](build, x, y, loss)
+
+
+def classification_data(shape, classes, batch=2, seed=0):
+    """Small fixed inputs and one-hot labels."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, *shape)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, classes, size=batch), classes)
+    return x, y
