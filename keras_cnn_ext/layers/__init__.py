@@ -5,6 +5,16 @@ from keras_cnn_ext.layers.efficient_channel_attention import (  # noqa: E402,F40
     EfficientChannelAttention,
 )
 from keras_cnn_ext.layers.squeeze_excitation import SqueezeExcitation  # noqa: E402,F401
+from keras_cnn_ext.layers.augmentation import (  # noqa: E402,F401
+    AUGMENTATION_PRESETS,
+    augmentation_preset,
+)
+from keras_cnn_ext.layers.cutout import Cutout  # noqa: E402,F401
+from keras_cnn_ext.layers.drop_path import DropPath, drop_path_rates  # noqa: E402,F401
+from keras_cnn_ext.layers.dropblock import DropBlock2D  # noqa: E402,F401
+from keras_cnn_ext.layers.random_erasing import RandomErasing  # noqa: E402,F401
+from keras_cnn_ext.layers.schedules import LinearRateSchedule, RateScheduler  # noqa: E402,F401
+from keras_cnn_ext.layers.spatial_dropout import SpatialDropout2D  # noqa: E402,F401
 from keras_cnn_ext.layers.dense_block import DenseBlock, TransitionBlock  # noqa: E402,F401
 from keras_cnn_ext.layers.factories import (  # noqa: E402,F401
     create_activation,
