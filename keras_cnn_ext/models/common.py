@@ -554,3 +554,83 @@ def check_multiplier(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}")
     return float(value)
+
+
+def _leaf_weighted_layers(model):
+    """The layers of `model` that own variables themselves, nested layers included."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if not layer._layers and layer.weights
+    ]
+
+
+def load_keras_applications_weights(model, keras_model):
+    """Copies a `keras.applications` model's weights into ours, matched by layer name.
+
+    Our ResNet and DenseNet builders name every convolution, normalisation and dense layer as
+    `keras.applications` does (`conv2_block1_1_conv`, `conv2_block1_0_bn`, ...), also inside
+    the block layers (`ResidualBlock`, `DenseBlock`), so the mapping is by name and does not
+    depend on the order in which layers create their variables. Use it to load ImageNet
+    weights: `load_keras_applications_weights(ResNet50(), keras.applications.ResNet50())`.
+
+    Args:
+        model: our model (same architecture).
+        keras_model: the `keras.applications` model holding the weights.
+
+    Returns:
+        `model`.
+
+    Raises:
+        ValueError: if a weighted layer of either model has no counterpart of the same name,
+            or a pair of variables differs in shape.
+    """
+    ours = {layer.name: layer for layer in _leaf_weighted_layers(model)}
+    theirs = {layer.name: layer for layer in _leaf_weighted_layers(keras_model)}
+    unmatched = sorted(set(ours) ^ set(theirs))
+    if unmatched:
+        raise ValueError(
+            f"Cannot copy weights from `{keras_model.name}` into `{model.name}`: these weighted "
+            f"layers exist in only one of them: {unmatched[:10]}"
+            + (f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else "")
+        )
+    pairs = []
+    for name, layer in theirs.items():
+        target = ours[name]
+        if len(layer.weights) != len(target.weights):
+            raise ValueError(
+                f"Cannot copy weights: layer `{name}` has {len(layer.weights)} variables in "
+                f"`{keras_model.name}` and {len(target.weights)} in `{model.name}`."
+            )
+        for src, dst in zip(layer.weights, target.weights, strict=True):
+            if tuple(src.shape) != tuple(dst.shape):
+                raise ValueError(
+                    f"Cannot copy weights: `{src.path}` has shape {tuple(src.shape)} but "
+                    f"`{dst.path}` has shape {tuple(dst.shape)}."
+                )
+            pairs.append((dst, src))
+    for dst, src in pairs:
+        dst.assign(keras.ops.convert_to_numpy(src))
+    return model
+
+
+HEAD_POOLINGS = ("max", "avg", "fractional", "adaptive_avg", "adaptive_max")
+
+
+def head_pooling_layer(x, head_pooling, *, include_top, data_format=None):
+    """Applies the non-global part of a classifier's pooling; returns `(x, top_pooling)`.
+
+    `"avg"`/`"max"` are `classifier_head`'s global poolings and leave `x` as is;
+    `"adaptive_avg"`/`"adaptive_max"` pool to 1x1 first (PyTorch's `AdaptiveAvgPool2d(1)` head);
+    `"fractional"` applies fractional max pooling by 2 (Graham 2014) before the global average.
+    Nothing is applied when `include_top` is false (`pooling` governs the features then).
+    """
+    if head_pooling not in HEAD_POOLINGS:
+        raise ValueError(
+            f"`head_pooling` must be one of {HEAD_POOLINGS}. Received: head_pooling={head_pooling!r}"
+        )
+    if not include_top or head_pooling in ("avg", "max"):
+        return x, head_pooling if head_pooling in ("avg", "max") else "avg"
+    options = {"pooling_ratio": 2.0} if head_pooling == "fractional" else {"output_size": 1}
+    layer = create_pooling(head_pooling, data_format=data_format, name="head_pool", **options)
+    return layer(x), "avg"

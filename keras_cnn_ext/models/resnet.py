@@ -1,0 +1,375 @@
+"""ResNet v1, v1.5 and v2 (ImageNet and CIFAR layouts), SE-ResNet: one builder and its tables.
+
+Every depth is a row of a table, as in torchvision's and timm's `resnet.py`: the block type and
+the number of blocks per stage. ImageNet depths use the 7x7 stem and the widths 64-512; the CIFAR
+depths (6n + 2, He et al. 2015, section 4.2) use a 3x3 stem and the widths 16-64. The blocks are
+`keras_cnn_ext.layers.ResidualBlock`, named as in `keras.applications` so that its weights copy
+over with `load_keras_applications_weights`.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from keras_cnn_ext.layers.residual_block import ResidualBlock
+from keras_cnn_ext.models.common import (
+    Downsample,
+    apply,
+    check_multiplier,
+    classifier_head,
+    finalize_model,
+    head_pooling_layer,
+    make_activation,
+    make_inputs,
+    make_norm,
+    validate_builder_args,
+)
+from keras_cnn_ext.models.registry import register_builder
+from keras_cnn_ext.ops.drop_path import drop_path_rates
+from keras_cnn_ext.utils import make_divisible, normalize_data_format
+
+# depth: (block type, blocks per stage). Stages are conv2..conv5, widths 64, 128, 256, 512.
+RESNET_DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+# depth = 6n + 2: n basic blocks in each of three stages of widths 16, 32, 64.
+CIFAR_RESNET_DEPTHS = {
+    20: ("basic", (3, 3, 3)),
+    32: ("basic", (5, 5, 5)),
+    44: ("basic", (7, 7, 7)),
+    56: ("basic", (9, 9, 9)),
+    110: ("basic", (18, 18, 18)),
+}
+IMAGENET_WIDTHS = (64, 128, 256, 512)
+CIFAR_WIDTHS = (16, 32, 64)
+VERSIONS = ("v1", "v1.5", "v2")
+SHORTCUT_OPTIONS = {"A": "zero_pad", "B": "auto"}
+
+
+def _accepted_depths():
+    return f"{sorted(RESNET_DEPTHS)} (ImageNet) or {sorted(CIFAR_RESNET_DEPTHS)} (CIFAR)"
+
+
+def _stage_plan(blocks, cifar, version, output_stride):
+    """Per stage: (stride, index of the strided block, dilation of the first block, dilation).
+
+    v1/v1.5 and the CIFAR nets stride the first block of stages 2..; keras.applications'
+    ResNetV2 strides the *last* block of stages 1..3 instead (same total stride of 32). To reach
+    `output_stride`, the last strided stages trade their stride for dilation (DeepLab;
+    torchvision's `replace_stride_with_dilation`: the first block keeps the previous dilation).
+    """
+    num = len(blocks)
+    if not cifar and version == "v2":
+        strides = [2] * (num - 1) + [1]
+        positions = [n - 1 for n in blocks]
+    else:
+        strides = [1] + [2] * (num - 1)
+        positions = [0] * num
+    stem_stride = 1 if cifar else 4
+    natural = stem_stride
+    for s in strides:
+        natural *= s
+    accepted = sorted({natural // 2**k for k in range(sum(s > 1 for s in strides) + 1)})
+    target = natural if output_stride is None else output_stride
+    if target not in accepted:
+        raise ValueError(
+            f"`output_stride` must be one of {accepted} for this network (or None). "
+            f"Received: output_stride={output_stride!r}"
+        )
+    # Walk the stages from the last, turning strides into dilation until the target is met.
+    current, dilate = natural, [False] * num
+    for i in reversed(range(num)):
+        if current == target:
+            break
+        if strides[i] > 1:
+            dilate[i] = True
+            current //= strides[i]
+    plan, dilation = [], 1
+    for i in range(num):
+        if dilate[i]:
+            previous, dilation = dilation, dilation * strides[i]
+            plan.append((1, positions[i], previous, dilation))
+        else:
+            plan.append((strides[i], positions[i], dilation, dilation))
+    return plan
+
+
+def _downsamples(cifar, plan, blocks, block_type, version):
+    """The network's spatial reductions, for `make_inputs`' minimum-size check."""
+    stages = []
+    if not cifar:
+        stages += [Downsample("conv1_conv", 7, 2, 6), Downsample("pool1_pool", 3, 2, 2)]
+    for i, (stride, position, _, _) in enumerate(plan):
+        if stride > 1:
+            kernel = 1 if (block_type == "bottleneck" and version == "v1") else 3
+            stages.append(
+                Downsample(f"conv{i + 2}_block{position + 1}", kernel, stride, kernel - 1)
+            )
+    return stages
+
+
+def ResNet(
+    depth,
+    *,
+    version="v1",
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes=1000,
+    classifier_activation="softmax",
+    name=None,
+    attention=None,
+    attention_kwargs=None,
+    norm="batch",
+    activation="relu",
+    drop_path_rate=0.0,
+    dropout=0.0,
+    width_multiplier=1.0,
+    output_stride=None,
+    head_pooling="avg",
+    shortcut=None,
+    use_bias=None,
+    kernel_initializer="glorot_uniform",
+    seed=None,
+    data_format=None,
+):
+    """Builds a ResNet of any depth of `RESNET_DEPTHS` (ImageNet) or `CIFAR_RESNET_DEPTHS`.
+
+    He et al. 2015 ("Deep residual learning for image recognition") and 2016 ("Identity mappings
+    in deep residual networks"). The ImageNet layout is keras.applications': a padded 7x7/2
+    convolution, a 3x3/2 max pooling, four stages of `ResidualBlock`s; `version="v1"` strides the
+    first 1x1 convolution of a bottleneck (keras.applications.ResNet50: the same parameter
+    count, 25,636,712, and the same layer names, so its weights copy over with
+    `load_keras_applications_weights`), `"v1.5"` the 3x3 one (torchvision), and `"v2"` is
+    keras.applications' ResNet50V2 (pre-activation, stride in the last block of a stage, a final
+    BN-ReLU). Basic-block depths (18, 34) have no convolution biases by default and match
+    torchvision's parameter counts (11,689,512 and 21,797,672). CIFAR depths (20, 32, 44, 56,
+    110) have a 3x3 stem of 16 channels and three stages of 16, 32, 64 channels, with option-A
+    (zero-padded identity, the paper's, 0.27M parameters for ResNet-20) or option-B (projection)
+    shortcuts.
+
+    Args:
+        depth: a key of `RESNET_DEPTHS` or `CIFAR_RESNET_DEPTHS`.
+        version: `"v1"`, `"v1.5"` or `"v2"`. Default `"v1"`.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+            classifier_activation, name: as in `keras.applications` (`weights`: None or a
+            `.weights.h5`/`.keras` file of this model; for keras.applications' own weights use
+            `load_keras_applications_weights`). Default name `[se]resnet{depth}[v2]`.
+        attention: attention in every block, `"se"`, `"eca"`, `"cbam"` (see
+            `create_attention`) or None. Default None.
+        attention_kwargs: arguments of the attention layers. Default None.
+        norm: the normalisation (`create_norm` name or class). Default `"batch"`.
+        activation: the activation (`create_activation` name, callable or class).
+            Default `"relu"`.
+        drop_path_rate: the stochastic-depth rate of the last block; block `i` of `N` gets
+            `drop_path_rate * i / (N - 1)` (timm's linear schedule). Default 0.
+        dropout: dropout before the classifier. Default 0.
+        width_multiplier: multiplies every width (rounded to a multiple of 8). Default 1.
+        output_stride: the total stride of the features, reached by dilating the last stages
+            (e.g. 16 or 8 for segmentation); default the natural one (32, or 4 for CIFAR).
+        head_pooling: the classifier's pooling: `"avg"`, `"max"` (global), `"adaptive_avg"`,
+            `"adaptive_max"` (to 1x1), or `"fractional"` (fractional max pooling by 2, then
+            global average). Default `"avg"`.
+        shortcut: `"A"` (zero-padded identity) or `"B"` (projection when the shape changes);
+            default `"A"` for the CIFAR depths and `"B"` for ImageNet (v2: keras.applications'
+            projection in every first block). Option A needs growing widths.
+        use_bias: convolution biases; default True for ImageNet bottleneck depths
+            (keras.applications), False otherwise (torchvision, CIFAR).
+        kernel_initializer: the convolution kernels' initializer. Default `"glorot_uniform"`.
+        seed: the seed of the drop-path masks (block `i` uses `seed + i`). Default None.
+        data_format: `"channels_last"` or `"channels_first"`; default Keras' global setting.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Raises:
+        ValueError: for an unknown depth (the message lists the accepted ones) or any other
+            invalid argument.
+
+    Example:
+
+    >>> model = ResNet(18, input_shape=(32, 32, 3), classes=10)
+    >>> model.count_params() == 11_689_512 - 513 * 990
+    True
+    """
+    if depth in RESNET_DEPTHS:
+        cifar = False
+        block_type, blocks = RESNET_DEPTHS[depth]
+        widths = IMAGENET_WIDTHS
+    elif depth in CIFAR_RESNET_DEPTHS:
+        cifar = True
+        block_type, blocks = CIFAR_RESNET_DEPTHS[depth]
+        widths = CIFAR_WIDTHS
+    else:
+        raise ValueError(f"`depth` must be one of {_accepted_depths()}. Received: depth={depth!r}")
+    validate_builder_args(
+        include_top=include_top,
+        weights=weights,
+        pooling=pooling,
+        classes=classes,
+        dropout=dropout,
+        version=(version, VERSIONS),
+        shortcut=(shortcut, (None, *SHORTCUT_OPTIONS)),
+    )
+    multiplier = check_multiplier(width_multiplier, "width_multiplier")
+    data_format = normalize_data_format(data_format)
+    if use_bias is None:
+        use_bias = block_type == "bottleneck" and not cifar
+    if shortcut is None:
+        shortcut = "A" if cifar else "B"
+    if name is None:
+        prefix = "se" if attention == "se" else ""
+        name = f"{prefix}resnet{depth}" + ("v2" if version == "v2" else "")
+
+    def width(channels):
+        return channels if multiplier == 1.0 else make_divisible(channels * multiplier, 8)
+
+    plan = _stage_plan(blocks, cifar, version, output_stride)
+    inputs = make_inputs(
+        input_tensor,
+        input_shape,
+        default_shape=(32, 32, 3) if cifar else (224, 224, 3),
+        stages=_downsamples(cifar, plan, blocks, block_type, version),
+        require_static=False,
+        data_format=data_format,
+    )
+    preact = version == "v2"
+    conv_args = dict(
+        use_bias=use_bias, kernel_initializer=kernel_initializer, data_format=data_format
+    )
+
+    # Stem.
+    if cifar:
+        x = keras.layers.Conv2D(width(16), 3, padding="same", name="conv1_conv", **conv_args)(
+            inputs
+        )
+    else:
+        x = keras.layers.ZeroPadding2D(3, data_format=data_format, name="conv1_pad")(inputs)
+        x = keras.layers.Conv2D(width(64), 7, strides=2, name="conv1_conv", **conv_args)(x)
+    if not preact:
+        x = apply(make_norm(norm, "conv1_bn", data_format, epsilon=1.001e-5), x)
+        x = apply(make_activation(activation, "conv1_relu"), x)
+    if not cifar:
+        x = keras.layers.ZeroPadding2D(1, data_format=data_format, name="pool1_pad")(x)
+        x = keras.layers.MaxPooling2D(3, strides=2, data_format=data_format, name="pool1_pool")(x)
+
+    # Stages.
+    rates = drop_path_rates(drop_path_rate, sum(blocks))
+    index = 0
+    for stage, (count, channels, (stride, position, first_dilation, dilation)) in enumerate(
+        zip(blocks, widths, plan, strict=True)
+    ):
+        for b in range(count):
+            if preact and not cifar:
+                # keras.applications ResNetV2: projection in every first block, identity
+                # (subsampled when strided) elsewhere.
+                block_shortcut = "projection" if b == 0 else "identity"
+                if b == 0 and block_type == "basic":
+                    block_shortcut = "auto"
+            else:
+                block_shortcut = SHORTCUT_OPTIONS[shortcut]
+            x = ResidualBlock(
+                width(channels),
+                block_type=block_type,
+                version=version,
+                strides=stride if b == position else 1,
+                dilation_rate=first_dilation if b == 0 else dilation,
+                shortcut=block_shortcut,
+                attention=attention,
+                attention_kwargs=attention_kwargs,
+                drop_path_rate=rates[index],
+                norm=norm,
+                activation=activation,
+                use_bias=use_bias,
+                kernel_initializer=kernel_initializer,
+                data_format=data_format,
+                seed=None if seed is None else seed + index,
+                name=f"conv{stage + 2}_block{b + 1}",
+            )(x)
+            index += 1
+    if preact:
+        x = apply(make_norm(norm, "post_bn", data_format, epsilon=1.001e-5), x)
+        x = apply(make_activation(activation, "post_relu"), x)
+
+    x, top_pooling = head_pooling_layer(
+        x, head_pooling, include_top=include_top, data_format=data_format
+    )
+    outputs = classifier_head(
+        x,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        top_pooling=top_pooling,
+        data_format=data_format,
+    )
+    return finalize_model(inputs, outputs, name=name, weights=weights)
+
+
+def _variant(builder_name, depth, doc, **fixed):
+    """A named builder (`ResNet50`, `SEResNet18`, ...) for one table row and fixed options."""
+
+    def build(**kwargs):
+        clash = sorted(set(kwargs) & set(fixed))
+        if clash:
+            raise TypeError(f"`{builder_name}` fixes {clash}; use `ResNet({depth}, ...)` instead.")
+        return ResNet(depth, **fixed, **kwargs)
+
+    build.__name__ = build.__qualname__ = builder_name
+    build.__doc__ = (
+        f"{doc}\n\n    `ResNet({depth}, {', '.join(f'{k}={v!r}' for k, v in fixed.items())})`: "
+        "see `ResNet` for the arguments (all keyword-only)."
+    )
+    return register_builder(builder_name)(build)
+
+
+def _name(depth, version, attention):
+    prefix = "SE" if attention == "se" else ""
+    suffix = "V2" if version == "v2" else ""
+    return f"{prefix}ResNet{depth}{suffix}"
+
+
+_BUILDERS = {}
+for _depth in RESNET_DEPTHS:
+    for _version, _attention, _what in (
+        ("v1", None, "ResNet-{d} v1 (keras.applications layout)"),
+        ("v2", None, "ResNet-{d} v2 (pre-activation, keras.applications ResNetV2 layout)"),
+        ("v1", "se", "SE-ResNet-{d} (squeeze-and-excitation in every block)"),
+    ):
+        _fixed = {"version": _version}
+        if _attention:
+            _fixed["attention"] = _attention
+        _n = _name(_depth, _version, _attention)
+        _BUILDERS[_n] = _variant(_n, _depth, _what.format(d=_depth), **_fixed)
+for _depth in CIFAR_RESNET_DEPTHS:
+    _n = f"ResNet{_depth}"
+    _BUILDERS[_n] = _variant(_n, _depth, f"CIFAR ResNet-{_depth} (6n+2, option-A shortcuts)")
+
+ResNet18 = _BUILDERS["ResNet18"]
+ResNet34 = _BUILDERS["ResNet34"]
+ResNet50 = _BUILDERS["ResNet50"]
+ResNet101 = _BUILDERS["ResNet101"]
+ResNet152 = _BUILDERS["ResNet152"]
+ResNet18V2 = _BUILDERS["ResNet18V2"]
+ResNet34V2 = _BUILDERS["ResNet34V2"]
+ResNet50V2 = _BUILDERS["ResNet50V2"]
+ResNet101V2 = _BUILDERS["ResNet101V2"]
+ResNet152V2 = _BUILDERS["ResNet152V2"]
+SEResNet18 = _BUILDERS["SEResNet18"]
+SEResNet34 = _BUILDERS["SEResNet34"]
+SEResNet50 = _BUILDERS["SEResNet50"]
+SEResNet101 = _BUILDERS["SEResNet101"]
+SEResNet152 = _BUILDERS["SEResNet152"]
+ResNet20 = _BUILDERS["ResNet20"]
+ResNet32 = _BUILDERS["ResNet32"]
+ResNet44 = _BUILDERS["ResNet44"]
+ResNet56 = _BUILDERS["ResNet56"]
+ResNet110 = _BUILDERS["ResNet110"]
+register_builder("resnet")(ResNet)

@@ -1,0 +1,217 @@
+"""ResNet builders: keras.applications/torchvision parameter counts, weight copy, checks."""
+
+import keras
+import numpy as np
+import pytest
+from builder_checks import BUILDER_CHECKS, classification_data, run_builder_check
+
+from keras_cnn_ext.layers import ResidualBlock
+from keras_cnn_ext.models import get_builder
+from keras_cnn_ext.models.common import load_keras_applications_weights
+from keras_cnn_ext.models.resnet import (
+    CIFAR_RESNET_DEPTHS,
+    RESNET_DEPTHS,
+    ResNet,
+    ResNet18,
+    ResNet20,
+    ResNet34,
+    ResNet50,
+    ResNet50V2,
+    ResNet101,
+    ResNet101V2,
+    ResNet152,
+    ResNet152V2,
+    SEResNet18,
+)
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (ResNet50, keras.applications.ResNet50),
+        (ResNet101, keras.applications.ResNet101),
+        (ResNet152, keras.applications.ResNet152),
+        (ResNet50V2, keras.applications.ResNet50V2),
+        (ResNet101V2, keras.applications.ResNet101V2),
+        (ResNet152V2, keras.applications.ResNet152V2),
+    ],
+)
+def test_parameter_counts_equal_keras_applications(ours, theirs):
+    # Parameters do not depend on the input size (global pooling head): build small.
+    shape = (32, 32, 3)
+    assert (
+        ours(input_shape=shape).count_params()
+        == theirs(weights=None, input_shape=shape).count_params()
+    )
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [(ResNet50, keras.applications.ResNet50), (ResNet50V2, keras.applications.ResNet50V2)],
+)
+def test_keras_applications_weights_copy(ours, theirs):
+    shape = (64, 64, 3)
+    model = ours(input_shape=shape, classifier_activation=None)
+    reference = theirs(weights=None, input_shape=shape, classifier_activation=None)
+    x = np.random.default_rng(0).normal(size=(2, *shape)).astype("float32")
+    assert np.abs(model(x, training=False) - reference(x, training=False)).max() > 1e-3
+    load_keras_applications_weights(model, reference)
+    np.testing.assert_allclose(model(x, training=False), reference(x, training=False), atol=1e-5)
+
+
+def test_weight_copy_rejects_other_architectures():
+    with pytest.raises(ValueError, match="only one of them"):
+        load_keras_applications_weights(
+            ResNet18(input_shape=(32, 32, 3)),
+            keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3)),
+        )
+
+
+@pytest.mark.parametrize("builder, count", [(ResNet18, 11_689_512), (ResNet34, 21_797_672)])
+def test_basic_depths_match_torchvision(builder, count):
+    # torchvision counts parameters only; Keras also counts BN moving statistics
+    # (non-trainable), so compare trainable weights.
+    assert _trainable(builder(input_shape=(32, 32, 3))) == count
+
+
+def test_resnet20_option_a_count_by_hand():
+    model = ResNet20(input_shape=(32, 32, 3), classes=10)
+    convs = 3 * 3 * 3 * 16 + 6 * 3 * 3 * 16 * 16  # stem, stage 1
+    convs += 3 * 3 * 16 * 32 + 5 * 3 * 3 * 32 * 32  # stage 2 (option A: no projection)
+    convs += 3 * 3 * 32 * 64 + 5 * 3 * 3 * 64 * 64  # stage 3
+    bn_channels = 16 + 6 * 16 + 6 * 32 + 6 * 64
+    fc = 64 * 10 + 10
+    assert _trainable(model) == convs + 2 * bn_channels + fc == 269_722  # "0.27M" (He et al.)
+    assert model.count_params() == 269_722 + 2 * bn_channels
+    # Option B adds 1x1 projections + BN at the two stage changes.
+    b = ResNet20(input_shape=(32, 32, 3), classes=10, shortcut="B")
+    assert _trainable(b) - _trainable(model) == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
+
+
+def test_seresnet50_matches_timm_count():
+    # timm's seresnet50: torchvision layout (stride in the 3x3, no conv biases) with SE of
+    # reduction 16 in every block: 28,088,024 parameters.
+    model = ResNet(
+        50,
+        version="v1.5",
+        attention="se",
+        attention_kwargs={"ratio": 1 / 16},
+        use_bias=False,
+        input_shape=(32, 32, 3),
+    )
+    assert _trainable(model) == 28_088_024
+
+
+def test_cifar_and_imagenet_layouts():
+    model = ResNet(56, input_shape=(32, 32, 3), include_top=False)
+    assert model.output_shape == (None, 8, 8, 64)
+    blocks = [layer for layer in model.layers if isinstance(layer, ResidualBlock)]
+    assert len(blocks) == 27 and 6 * 9 + 2 == 56
+    v2 = ResNet50V2(input_shape=(64, 64, 3), include_top=False)
+    strided = [b.name for b in v2.layers if isinstance(b, ResidualBlock) and b.strides == 2]
+    assert strided == ["conv2_block3", "conv3_block4", "conv4_block6"]  # keras.applications
+    v1 = ResNet50(input_shape=(64, 64, 3), include_top=False)
+    strided = [b.name for b in v1.layers if isinstance(b, ResidualBlock) and b.strides == 2]
+    assert strided == ["conv3_block1", "conv4_block1", "conv5_block1"]
+
+
+@pytest.mark.parametrize("output_stride, size, dilations", [(16, 4, [1, 1, 2]), (8, 8, [2, 2, 4])])
+def test_output_stride_dilates_last_stages(output_stride, size, dilations):
+    model = ResNet(18, input_shape=(64, 64, 3), include_top=False, output_stride=output_stride)
+    assert model.output_shape == (None, size, size, 512)
+    blocks = [b for b in model.layers if isinstance(b, ResidualBlock)]
+    # conv4_block2, conv5_block1, conv5_block2 (torchvision: the first dilated block keeps
+    # the previous dilation).
+    assert [b.dilation_rate for b in blocks[-3:]] == dilations
+
+
+def test_drop_path_schedule_is_linear():
+    model = ResNet(20, input_shape=(32, 32, 3), drop_path_rate=0.2, seed=1)
+    rates = [b.drop_path_rate for b in model.layers if isinstance(b, ResidualBlock)]
+    np.testing.assert_allclose(rates, np.linspace(0, 0.2, 9))
+
+
+def test_width_multiplier_and_attention():
+    model = ResNet(18, input_shape=(32, 32, 3), width_multiplier=0.5, attention="eca")
+    blocks = [b for b in model.layers if isinstance(b, ResidualBlock)]
+    assert [b.filters for b in blocks[::2]] == [32, 64, 128, 256]
+    assert all(b.attention_layer is not None for b in blocks)
+
+
+def test_registry_and_names():
+    assert get_builder("resnet-50") is ResNet50
+    assert ResNet50(input_shape=(32, 32, 3)).name == "resnet50"
+    assert SEResNet18(input_shape=(32, 32, 3)).name == "seresnet18"
+    assert ResNet50V2(input_shape=(32, 32, 3), name="x").name == "x"
+
+
+def test_weights_file_round_trip(tmp_path):
+    model = ResNet20(input_shape=(16, 16, 3), classes=3)
+    path = str(tmp_path / "r20.weights.h5")
+    model.save_weights(path)
+    restored = ResNet20(input_shape=(16, 16, 3), classes=3, weights=path)
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(restored(x, training=False), model(x, training=False), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"depth": 77}, r"`depth` must be one of \[18, 34, 50, 101, 152\]"),
+        ({"depth": 50, "version": "v3"}, "`version`"),
+        ({"depth": 50, "classes": 0}, "`classes`"),
+        ({"depth": 50, "weights": "/no/such/file.weights.h5"}, "`weights`"),
+        ({"depth": 20, "shortcut": "C"}, "`shortcut`"),
+        ({"depth": 50, "output_stride": 12}, "`output_stride`"),
+        ({"depth": 50, "head_pooling": "median"}, "`head_pooling`"),
+        ({"depth": 50, "width_multiplier": 0}, "`width_multiplier`"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ResNet(input_shape=(32, 32, 3), **kwargs)
+
+
+def test_depth_tables_are_consistent():
+    for depth, (block, counts) in RESNET_DEPTHS.items():
+        per_block = 3 if block == "bottleneck" else 2
+        assert per_block * sum(counts) + 2 == depth
+    for depth, (_, counts) in CIFAR_RESNET_DEPTHS.items():
+        assert 2 * sum(counts) + 2 == depth
+
+
+# Every builder path, on small widths and inputs: CIFAR option A (v1 basic), SE + drop path
+# + max head (v1 basic, ImageNet stem), v1 bottleneck with ECA and a dilated last stage, v2.
+BUILDS = {
+    "resnet20": lambda: ResNet20(input_shape=(16, 16, 3), classes=3),
+    "seresnet18_droppath": lambda: SEResNet18(
+        input_shape=(32, 32, 3),
+        classes=3,
+        width_multiplier=0.25,
+        drop_path_rate=0.1,
+        head_pooling="max",
+        seed=0,
+    ),
+    "resnet50_eca_os16": lambda: ResNet(
+        50,
+        input_shape=(32, 32, 3),
+        classes=3,
+        width_multiplier=0.125,
+        attention="eca",
+        output_stride=16,
+    ),
+    "resnet50v2": lambda: ResNet50V2(input_shape=(32, 32, 3), classes=3, width_multiplier=0.125),
+}
+
+
+@pytest.mark.parametrize("check", BUILDER_CHECKS)
+@pytest.mark.parametrize("build", sorted(BUILDS))
+def test_builder_checks(build, check):
+    model_fn = BUILDS[build]
+    shape = (16, 16, 3) if build == "resnet20" else (32, 32, 3)
+    x, y = classification_data(shape, 3)
+    run_builder_check(check, model_fn, x, y, "categorical_crossentropy")
