@@ -247,10 +247,11 @@ class _Walker:
 
     # -- tracing (subclassed models, blocks without a counter) -------------------------------
 
-    def trace(self, layer, prefix, vals, node=None, call=None):
+    def trace(self, layer, prefix, vals, node=None, top=False):
         import tensorflow as tf
 
         calls = []
+        path = []
         blocked = [0]
         patched = []
 
@@ -262,15 +263,19 @@ class _Walker:
                     return original(*args, **kwargs)
                 if leaf:
                     blocked[0] += 1
+                else:
+                    path.append(sub.name)  # a block: its sublayers get qualified names
                 try:
                     outputs = original(*args, **kwargs)
                 finally:
                     if leaf:
                         blocked[0] -= 1
+                    else:
+                        path.pop()
                 if leaf:
                     ins = [t for t in keras.tree.flatten((args, kwargs)) if tf.is_tensor(t)]
                     outs = [t for t in keras.tree.flatten(outputs) if tf.is_tensor(t)]
-                    calls.append((sub, ins, outs))
+                    calls.append((sub, ins, outs, "".join(p + "/" for p in path)))
                 return outputs
 
             return call_and_record
@@ -285,7 +290,16 @@ class _Walker:
         results = []
 
         def fn(*xs):
+            # tf.function traces twice when the first trace creates variables: keep the last.
+            for recorded in (calls, placeholders, results):
+                recorded.clear()
             placeholders.extend(xs)
+            # Not a root scope: TF rejects root scope names such as "_block" (a layer named
+            # after a private class) that Keras accepts inside a model.
+            with tf.name_scope("profile"):
+                return call_layer(xs)
+
+        def call_layer(xs):
             if node is not None:
                 args, kwargs = node.arguments.fill_in(
                     {id(x): t for x, t in zip(node.input_tensors, xs, strict=False)}
@@ -304,12 +318,12 @@ class _Walker:
                 object.__delattr__(sub, "call")
 
         env = {id(t): v for t, v in zip(placeholders, vals, strict=False)}
-        block_prefix = f"{prefix}{layer.name}/"
-        for sub, ins, outs in calls:
+        block_prefix = "" if top else f"{prefix}{layer.name}/"
+        for sub, ins, outs, sub_path in calls:
             sub_vals, exact = self._resolve(ins, env)
             out_specs = [keras.KerasTensor(tuple(t.shape), dtype=t.dtype.name) for t in outs]
             in_shapes = [tuple(t.shape) for t in ins]
-            new = self.visit(sub, block_prefix, sub_vals, out_specs, in_shapes=in_shapes)
+            new = self.visit(sub, block_prefix + sub_path, sub_vals, out_specs, in_shapes=in_shapes)
             for t, v in zip(outs, new, strict=False):
                 if not exact:
                     v.rf = replace(v.rf, exact=False)
@@ -540,7 +554,7 @@ def profile(model, input_shape=None, batch_size=1):
             )
         outputs = walker.walk_functional(graph, "", in_values)
     else:
-        outputs = walker.trace(model, "", in_values)
+        outputs = walker.trace(model, "", in_values, top=True)
     unreached = [w for w in model.weights if id(w) not in walker.seen_weights]
     if unreached:
         trainable, non_trainable = walker.take_params(model)
