@@ -351,6 +351,62 @@ def _layer_norm(layer, input_shapes, output_shapes):
     return LayerCost(other_ops=5 * numel(output_shapes[0]))
 
 
+def _weight_shape(layer, attr):
+    weight = getattr(layer, attr, None)
+    return None if weight is None else tuple(weight.shape)
+
+
+def _channel_gate(layer, input_shapes, output_shapes):
+    """Squeeze-excitation style gates: pooled vector -> C*h -> h*C, times the input.
+
+    One branch per pooling (`"avg"`, `"max"`; CBAM's `"avg_max"` runs the MLP twice).
+    """
+    branches = len(str(getattr(layer, "pooling", "avg")).split("_"))
+    elems = numel(input_shapes[0])
+    n = input_shapes[0][0]
+    reduce_shape = _weight_shape(layer, "reduce_kernel")
+    expand_shape = _weight_shape(layer, "expand_kernel")
+    if reduce_shape is None or expand_shape is None:
+        raise ValueError("expected `reduce_kernel` and `expand_kernel` weights")
+    macs = n * branches * (math.prod(reduce_shape) + math.prod(expand_shape))
+    bias = n * branches * (reduce_shape[-1] + expand_shape[-1])
+    has_bias = getattr(layer, "reduce_bias", None) is not None
+    # Pooling reads every element once per branch; the gate multiplies every element.
+    return LayerCost(
+        macs=macs,
+        bias_macs=bias if has_bias else 0,
+        other_ops=branches * elems + elems,
+        geometry=GLOBAL,
+    )
+
+
+def _eca(layer, input_shapes, output_shapes):
+    elems = numel(input_shapes[0])
+    _, c = split_channels(input_shapes[0], _data_format(layer))
+    k = _weight_shape(layer, "kernel")[0]
+    return LayerCost(macs=input_shapes[0][0] * c * k, other_ops=2 * elems, geometry=GLOBAL)
+
+
+def _spatial_attention(layer, input_shapes, output_shapes):
+    elems = numel(input_shapes[0])
+    spatial, _ = split_channels(input_shapes[0], _data_format(layer))
+    kernel = _weight_shape(layer, "kernel")  # (kh, kw, 2, 1): over [mean, max] maps
+    positions = input_shapes[0][0] * math.prod(spatial)
+    has_bias = getattr(layer, "bias", None) is not None
+    # A softmax over positions makes every output depend on the whole map.
+    geometry = (
+        GLOBAL
+        if getattr(layer, "mode", "sigmoid") == "softmax"
+        else Geometry("window", tuple(kernel[:2]), (1, 1), (1, 1))
+    )
+    return LayerCost(
+        macs=positions * math.prod(kernel),
+        bias_macs=positions if has_bias else 0,
+        other_ops=3 * elems,
+        geometry=geometry,
+    )
+
+
 def _register_builtins():
     L = keras.layers
     for name in ("Conv1D", "Conv2D", "Conv3D"):
@@ -409,8 +465,12 @@ def _register_builtins():
     for name in ("AdaptiveAveragePooling2D", "AdaptiveMaxPooling2D"):
         register_counter(f"keras_cnn_ext.layers.{name}", _adaptive_pool)
     register_counter("keras_cnn_ext.layers.FractionalMaxPooling2D", _fractional_pool)
-    for name in ("DropBlock2D", "DropBlock", "DropPath", "StochasticDepth"):
-        register_counter(f"keras_cnn_ext.layers.{name}", _identity)
+    for name in ("DropBlock2D", "DropPath", "SpatialDropout2D", "Cutout", "RandomErasing"):
+        register_counter(f"keras_cnn_ext.layers.{name}", _identity)  # identity at inference
+    register_counter("keras_cnn_ext.layers.SqueezeExcitation", _channel_gate)
+    register_counter("keras_cnn_ext.layers.ChannelAttention", _channel_gate)
+    register_counter("keras_cnn_ext.layers.EfficientChannelAttention", _eca)
+    register_counter("keras_cnn_ext.layers.SpatialAttention", _spatial_attention)
 
 
 _register_builtins()
