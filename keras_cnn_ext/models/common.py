@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from keras_cnn_ext.layers.factories import create_activation, create_norm, create_pooling
+from keras_cnn_ext.layers.grouped_conv2d import GroupedConv2D
 from keras_cnn_ext.utils import check_rate, make_divisible, normalize_data_format
 
 POOLINGS = (None, "avg", "max")
@@ -531,7 +532,10 @@ def conv_stack(
         if not isinstance(padding, str):
             x = keras.layers.ZeroPadding2D(padding, data_format=data_format, name=f"{base}_pad")(x)
             padding = "valid"
-        x = keras.layers.Conv2D(
+        # Grouped convolutions through GroupedConv2D: Keras' own runs them in a nested XLA
+        # function on CPU, which tf2onnx cannot export.
+        conv_cls = GroupedConv2D if entry.groups > 1 else keras.layers.Conv2D
+        x = conv_cls(
             filters,
             entry.kernel,
             strides=entry.strides,

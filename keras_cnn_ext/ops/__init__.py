@@ -3,3 +3,4 @@ from keras_cnn_ext.ops.adaptive_pool import adaptive_avg_pool2d, adaptive_max_po
 from keras_cnn_ext.ops.drop_path import drop_path, drop_path_rates  # noqa: F401
 from keras_cnn_ext.ops.dropblock import drop_block_2d, dropblock_gamma  # noqa: F401
 from keras_cnn_ext.ops.erasing import box_mask, cutout, random_erasing  # noqa: F401
+from keras_cnn_ext.ops.grouped_conv import grouped_conv2d  # noqa: F401
