@@ -32,7 +32,8 @@ def create_attention(attention, channels=None, **kwargs):
             - `None`, `False`, `"none"` or `""`: no attention, returns `None`;
             - a name: `"se"` (`SqueezeExcitation`), `"eca"` (`EfficientChannelAttention`),
               `"cbam"` (`CBAM`), `"channel"` (`ChannelAttention`), `"spatial"`
-              (`SpatialAttention`); case-insensitive;
+              (`SpatialAttention`); case-insensitive; or the registered name of a serializable
+              layer class (`"package>ClassName"`, as `keras.saving.get_registered_name` gives);
             - a `keras.layers.Layer` subclass: called as `attention(**kwargs)`;
             - a `keras.layers.Layer` instance: a template; a new layer with the same config
               (updated by `kwargs`) is returned, so blocks built from one template never share
@@ -69,6 +70,10 @@ def create_attention(attention, channels=None, **kwargs):
         if name in _NONE_NAMES:
             return None
         if name not in ATTENTION_LAYERS:
+            # A class stored in a config by its registered name, e.g. "keras_cnn_ext>CBAM".
+            registered = keras.saving.get_registered_object(attention.strip())
+            if isinstance(registered, type) and issubclass(registered, keras.layers.Layer):
+                return registered(**kwargs)
             accepted = ", ".join(repr(n) for n in (*ATTENTION_LAYERS, "none", None))
             raise ValueError(
                 f"`attention` must be one of {accepted}, a keras.layers.Layer subclass or "

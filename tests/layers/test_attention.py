@@ -62,6 +62,13 @@ def test_layer_class():
     assert isinstance(layer, SqueezeExcitation) and layer.ratio == 0.125
 
 
+def test_registered_class_name():
+    layer = create_attention(keras.saving.get_registered_name(CBAM), mode="softmax")
+    assert isinstance(layer, CBAM) and layer.spatial_attention.mode == "softmax"
+    layer = create_attention("keras_cnn_ext>EfficientChannelAttention")
+    assert isinstance(layer, EfficientChannelAttention)
+
+
 def test_layer_instance_is_a_template():
     template = SqueezeExcitation(ratio=0.5, name="my_se")
     first = create_attention(template)
