@@ -44,7 +44,7 @@ class EfficientChannelAttention(keras.layers.Layer):
 
     >>> x = keras.random.normal((2, 8, 8, 64))
     >>> layer = EfficientChannelAttention()
-    >>> layer(x).shape, layer.kernel.shape  # k = 3 for 64 channels
+    >>> layer(x).shape, tuple(layer.kernel.shape)  # k = 3 for 64 channels
     (TensorShape([2, 8, 8, 64]), (3, 1, 1))
     """
 

@@ -6,6 +6,8 @@ import tempfile
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keras_cnn_ext.layers import (
     CBAM,
@@ -164,3 +166,24 @@ def test_inserted_into_keras_applications_mobilenet_v2():
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     history = model.fit(x, np.array([0, 3]), epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    st.sampled_from(["se", "eca", "cbam", "channel", "spatial"]),
+    st.integers(1, 3),
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.integers(1, 40),
+    st.sampled_from(["channels_last", "channels_first"]),
+)
+def test_output_shape_is_input_shape(name, batch, height, width, channels, data_format):
+    shape = (
+        (batch, height, width, channels)
+        if data_format == "channels_last"
+        else (batch, channels, height, width)
+    )
+    layer = create_attention(name, data_format=data_format)
+    y = layer(np.random.default_rng(0).uniform(size=shape).astype("float32"))
+    assert tuple(y.shape) == shape == layer.compute_output_shape(shape)
+    assert np.all(np.isfinite(np.asarray(y)))
