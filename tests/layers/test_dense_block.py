@@ -50,8 +50,8 @@ def test_channels_after_each_layer(k0, growth, layers, bottleneck):
     assert y.shape[-1] == k0 + growth * layers
     assert block.compute_output_shape((None, 3, 3, k0)) == (None, 3, 3, k0 + growth * layers)
     # Layer l (1-based) reads k0 + k * (l - 1) channels: its first normalisation has that size.
-    for l, norm in enumerate(block.norms0, start=1):
-        assert norm.gamma.shape[0] == k0 + growth * (l - 1)
+    for index, norm in enumerate(block.norms0, start=1):
+        assert norm.gamma.shape[0] == k0 + growth * (index - 1)
     # The input passes through unchanged as the first channels.
     np.testing.assert_array_equal(y[..., :k0], x)
 
@@ -61,13 +61,13 @@ def test_params_by_hand():
     block = DenseBlock(layers, growth_rate=k)
     block.build((None, 6, 6, k0))
     expected = 0
-    for l in range(layers):
-        c = k0 + k * l
+    for index in range(layers):
+        c = k0 + k * index
         expected += 4 * c + c * 4 * k + 4 * (4 * k) + 9 * 4 * k * k  # BN, 1x1, BN, 3x3
     assert block.count_params() == expected
     plain = DenseBlock(layers, growth_rate=k, bottleneck=False)
     plain.build((None, 6, 6, k0))
-    assert plain.count_params() == sum(4 * (k0 + k * l) + 9 * (k0 + k * l) * k for l in range(3))
+    assert plain.count_params() == sum(4 * (k0 + k * i) + 9 * (k0 + k * i) * k for i in range(3))
 
 
 def test_matches_keras_applications_conv_block():
