@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_cnn_ext.utils import check_rate
+from keras_cnn_ext.utils import STATELESS_RNG_ALG, check_rate
 
 
 def drop_path(inputs, rate, seed):
@@ -27,7 +27,9 @@ def drop_path(inputs, rate, seed):
     keep_prob = 1.0 - tf.cast(rate, tf.float32)
     # One draw per sample, broadcast over every other axis.
     mask_shape = tf.concat([tf.shape(inputs)[:1], tf.ones([tf.rank(inputs) - 1], tf.int32)], axis=0)
-    noise = tf.random.stateless_uniform(mask_shape, seed=seed, dtype=tf.float32)
+    noise = tf.random.stateless_uniform(
+        mask_shape, seed=seed, dtype=tf.float32, alg=STATELESS_RNG_ALG
+    )
     # floor(keep_prob + U) is 1 with probability keep_prob; divide_no_nan guards rate == 1.
     keep = tf.floor(keep_prob + noise)
     return inputs * tf.cast(tf.math.divide_no_nan(keep, keep_prob), inputs.dtype)

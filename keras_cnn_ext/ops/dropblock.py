@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from keras_cnn_ext.utils import normalize_data_format
+from keras_cnn_ext.utils import STATELESS_RNG_ALG, normalize_data_format
 
 
 def dropblock_gamma(rate, block_size, height, width):
@@ -84,7 +84,10 @@ def drop_block_2d(
     gamma = dropblock_gamma(rate, block_size, height, width)
     # The mask is built in NHWC whatever the data format: CPU max-pooling supports only NHWC.
     noise = tf.random.stateless_uniform(
-        tf.stack([batch, height, width, mask_channels]), seed=seed, dtype=tf.float32
+        tf.stack([batch, height, width, mask_channels]),
+        seed=seed,
+        dtype=tf.float32,
+        alg=STATELESS_RNG_ALG,
     )
     seeds = (noise < gamma) & _valid_seed_region(height, width, block_size)
     blocks = tf.cast(seeds, tf.float32)

@@ -12,7 +12,7 @@ import math
 
 import tensorflow as tf
 
-from keras_cnn_ext.utils import normalize_data_format
+from keras_cnn_ext.utils import STATELESS_RNG_ALG, normalize_data_format
 
 FILL_MODES = ("constant", "random", "random_uniform", "mean")
 
@@ -82,10 +82,16 @@ def cutout(images, num_holes, size, seed, fill_value=0.0, data_format="channels_
     images, squeeze = _to_batch(images)
     batch, height, width = _spatial_shape(images, data_format)
     size_h, size_w = int(size[0]), int(size[1])
-    seed_y, seed_x = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    seed_y, seed_x = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 2, alg=STATELESS_RNG_ALG)
+    )
     shape = tf.stack([batch, num_holes])
-    center_y = tf.random.stateless_uniform(shape, seed_y, minval=0, maxval=height, dtype=tf.int32)
-    center_x = tf.random.stateless_uniform(shape, seed_x, minval=0, maxval=width, dtype=tf.int32)
+    center_y = tf.random.stateless_uniform(
+        shape, seed_y, minval=0, maxval=height, dtype=tf.int32, alg=STATELESS_RNG_ALG
+    )
+    center_x = tf.random.stateless_uniform(
+        shape, seed_x, minval=0, maxval=width, dtype=tf.int32, alg=STATELESS_RNG_ALG
+    )
     top = center_y - size_h // 2
     left = center_x - size_w // 2
     holes = box_mask(height, width, top, left, tf.fill(shape, size_h), tf.fill(shape, size_w))
@@ -105,25 +111,28 @@ def _erasing_boxes(seed, batch, height, width, area_range, aspect_ratio_range, a
     probability means what it says (timm instead gives up after 10 attempts and leaves the
     image untouched).
     """
-    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 6))
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 6, alg=STATELESS_RNG_ALG))
     shape = tf.stack([batch, attempts])
     h = tf.cast(height, tf.float32)
     w = tf.cast(width, tf.float32)
     area = tf.random.stateless_uniform(
-        shape, seeds[0], minval=area_range[0], maxval=area_range[1]
+        shape, seeds[0], minval=area_range[0], maxval=area_range[1], alg=STATELESS_RNG_ALG
     ) * (h * w)
     log_ratio = tf.random.stateless_uniform(
         shape,
         seeds[1],
         minval=math.log(aspect_ratio_range[0]),
         maxval=math.log(aspect_ratio_range[1]),
+        alg=STATELESS_RNG_ALG,
     )
     ratio = tf.exp(log_ratio)  # height / width, log-uniform as in timm and torchvision
     box_h = tf.maximum(tf.cast(tf.round(tf.sqrt(area * ratio)), tf.int32), 1)
     box_w = tf.maximum(tf.cast(tf.round(tf.sqrt(area / ratio)), tf.int32), 1)
     # The paper's position: uniform over the whole image, accepted if the box fits from there.
-    top = tf.cast(tf.random.stateless_uniform(shape, seeds[2]) * h, tf.int32)
-    left = tf.cast(tf.random.stateless_uniform(shape, seeds[3]) * w, tf.int32)
+    top = tf.cast(tf.random.stateless_uniform(shape, seeds[2], alg=STATELESS_RNG_ALG) * h, tf.int32)
+    left = tf.cast(
+        tf.random.stateless_uniform(shape, seeds[3], alg=STATELESS_RNG_ALG) * w, tf.int32
+    )
     fits = (top + box_h <= height) & (left + box_w <= width)
     first = tf.argmax(tf.cast(fits, tf.int32), axis=1, output_type=tf.int32)
     pick = tf.one_hot(first, attempts, dtype=tf.int32)
@@ -134,7 +143,7 @@ def _erasing_boxes(seed, batch, height, width, area_range, aspect_ratio_range, a
     # Fallback for images where no candidate fitted: clip the last candidate.
     fb_h = tf.minimum(box_h[:, -1], height)
     fb_w = tf.minimum(box_w[:, -1], width)
-    u = tf.random.stateless_uniform(tf.stack([2, batch]), seeds[4])
+    u = tf.random.stateless_uniform(tf.stack([2, batch]), seeds[4], alg=STATELESS_RNG_ALG)
     fb_top = tf.cast(u[0] * tf.cast(height - fb_h + 1, tf.float32), tf.int32)
     fb_left = tf.cast(u[1] * tf.cast(width - fb_w + 1, tf.float32), tf.int32)
     accepted = tf.reduce_any(fits, axis=1)
@@ -189,20 +198,29 @@ def random_erasing(
         raise ValueError(f"`fill_mode` must be one of {FILL_MODES}. Received: {fill_mode!r}")
     images, squeeze = _to_batch(images)
     batch, height, width = _spatial_shape(images, data_format)
-    seed_box, seed_apply = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    seed_box, seed_apply = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 2, alg=STATELESS_RNG_ALG)
+    )
     top, left, box_h, box_w, seed_fill = _erasing_boxes(
         seed_box, batch, height, width, area_range, aspect_ratio_range, attempts
     )
-    selected = tf.random.stateless_uniform(tf.stack([batch]), seed_apply) < probability
+    selected = (
+        tf.random.stateless_uniform(tf.stack([batch]), seed_apply, alg=STATELESS_RNG_ALG)
+        < probability
+    )
     mask = box_mask(height, width, top, left, box_h, box_w) & selected[:, None, None]
 
     if fill_mode == "constant":
         fill = fill_value
     elif fill_mode == "random":
-        fill = tf.random.stateless_normal(tf.shape(images), seed_fill)
+        fill = tf.random.stateless_normal(tf.shape(images), seed_fill, alg=STATELESS_RNG_ALG)
     elif fill_mode == "random_uniform":
         fill = tf.random.stateless_uniform(
-            tf.shape(images), seed_fill, minval=value_range[0], maxval=value_range[1]
+            tf.shape(images),
+            seed_fill,
+            minval=value_range[0],
+            maxval=value_range[1],
+            alg=STATELESS_RNG_ALG,
         )
     else:
         spatial = (1, 2) if data_format == "channels_last" else (2, 3)

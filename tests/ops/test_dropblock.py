@@ -15,7 +15,7 @@ def _numpy_dropblock(x, rate, block_size, seed, shared_channels=False):
     """The paper's algorithm written out with explicit loops over seeds (NHWC)."""
     n, h, w, c = x.shape
     mc = 1 if shared_channels else c
-    noise = tf.random.stateless_uniform((n, h, w, mc), seed=seed).numpy()
+    noise = tf.random.stateless_uniform((n, h, w, mc), seed=seed, alg="philox").numpy()
     valid = (h - block_size + 1) * (w - block_size + 1)
     gamma = min(rate * h * w / (block_size**2 * valid), 1.0)
     dropped = np.zeros((n, h, w, mc), bool)
