@@ -24,22 +24,6 @@ def dropblock_gamma(rate, block_size, height, width):
     return tf.clip_by_value(gamma, 0.0, 1.0)
 
 
-def _valid_seed_region(height, width, block_size):
-    """A `(1, H, W, 1)` bool mask of the seed positions whose block fits inside the map.
-
-    The blocks are grown by a stride-1 SAME max-pool, which pads `(bs - 1) // 2` before and
-    `bs // 2` after; a seed at row `r` then covers rows `[r - bs // 2, r + (bs - 1) // 2]`, so it
-    is valid when `bs // 2 <= r <= H - 1 - (bs - 1) // 2` (`H - bs + 1` positions, as gamma
-    assumes), for odd and even block sizes alike.
-    """
-    low, high_pad = block_size // 2, (block_size - 1) // 2
-    rows = tf.range(height)
-    cols = tf.range(width)
-    row_ok = (rows >= low) & (rows <= height - 1 - high_pad)
-    col_ok = (cols >= low) & (cols <= width - 1 - high_pad)
-    return (row_ok[:, None] & col_ok[None, :])[None, :, :, None]
-
-
 def drop_block_2d(
     inputs,
     rate,
@@ -82,15 +66,26 @@ def drop_block_2d(
     mask_channels = 1 if shared_channels else channels
 
     gamma = dropblock_gamma(rate, block_size, height, width)
-    # The mask is built in NHWC whatever the data format: CPU max-pooling supports only NHWC.
+    # Seeds are drawn only where a whole block fits: the (H - bs + 1) x (W - bs + 1) region
+    # that gamma counts, so no random number is wasted on the border. The mask is built in
+    # NHWC whatever the data format: CPU max-pooling supports only NHWC.
+    valid_h = tf.maximum(height - block_size + 1, 0)
+    valid_w = tf.maximum(width - block_size + 1, 0)
     noise = tf.random.stateless_uniform(
-        tf.stack([batch, height, width, mask_channels]),
+        tf.stack([batch, valid_h, valid_w, mask_channels]),
         seed=seed,
         dtype=tf.float32,
         alg=STATELESS_RNG_ALG,
     )
-    seeds = (noise < gamma) & _valid_seed_region(height, width, block_size)
-    blocks = tf.cast(seeds, tf.float32)
+    seeds = tf.cast(noise < gamma, tf.float32)
+    # A stride-1 SAME max-pool pads (bs - 1) // 2 before and bs // 2 after, so the seed at
+    # valid index i must sit at row i + bs // 2 for its block to cover rows [i, i + bs).
+    top = tf.minimum(block_size // 2, height)
+    left = tf.minimum(block_size // 2, width)
+    blocks = tf.pad(
+        seeds,
+        [[0, 0], [top, height - valid_h - top], [left, width - valid_w - left], [0, 0]],
+    )
     if block_size > 1:
         # A k x k max is separable: two 1-D pools cost 2k instead of k*k comparisons per unit.
         blocks = tf.nn.max_pool2d(blocks, (block_size, 1), 1, "SAME")

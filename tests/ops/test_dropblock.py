@@ -15,15 +15,14 @@ def _numpy_dropblock(x, rate, block_size, seed, shared_channels=False):
     """The paper's algorithm written out with explicit loops over seeds (NHWC)."""
     n, h, w, c = x.shape
     mc = 1 if shared_channels else c
-    noise = tf.random.stateless_uniform((n, h, w, mc), seed=seed, alg="philox").numpy()
+    # One draw per valid centre, i.e. per top-left corner of an in-map block.
+    noise = tf.random.stateless_uniform(
+        (n, h - block_size + 1, w - block_size + 1, mc), seed=seed, alg="philox"
+    ).numpy()
     valid = (h - block_size + 1) * (w - block_size + 1)
     gamma = min(rate * h * w / (block_size**2 * valid), 1.0)
     dropped = np.zeros((n, h, w, mc), bool)
-    half = block_size // 2
-    for b, r, col, ch in zip(*np.nonzero(noise < gamma), strict=True):
-        top, left = r - half, col - half
-        if top < 0 or left < 0 or top + block_size > h or left + block_size > w:
-            continue  # only seeds whose whole block lies inside the map count
+    for b, top, left, ch in zip(*np.nonzero(noise < gamma), strict=True):
         dropped[b, top : top + block_size, left : left + block_size, ch] = True
     keep = (~dropped).astype(np.float64)
     scale = keep.size / keep.sum() if keep.sum() else 0.0
