@@ -212,3 +212,13 @@ def test_replicas_draw_different_masks_and_share_assigned_rate():
     assert values == [0.0, 0.0]
     for out in _replica_outputs(strategy, layer, x):
         np.testing.assert_array_equal(out, x)
+
+
+def test_unknown_spatial_size_and_maps_smaller_than_block():
+    inputs = keras.Input((None, None, 2))
+    model = keras.Model(inputs, DropBlock2D(0.3, 3, seed=4)(inputs))
+    big = np.ones((2, 9, 9, 2), "float32")
+    assert np.any(model(big, training=True).numpy() == 0)
+    # Known only at run time to be smaller than the block: no valid centre, nothing dropped.
+    small = np.ones((2, 2, 2, 2), "float32")
+    np.testing.assert_array_equal(model(small, training=True), small)
