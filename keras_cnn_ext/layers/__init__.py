@@ -24,3 +24,7 @@ from keras_cnn_ext.layers.factories import (  # noqa: E402,F401
 from keras_cnn_ext.layers.residual_block import ResidualBlock  # noqa: E402,F401
 from keras_cnn_ext.layers.separable_conv_block import SeparableConvBlock  # noqa: E402,F401
 from keras_cnn_ext.layers.grouped_conv2d import GroupedConv2D  # noqa: E402,F401
+from keras_cnn_ext.layers.adaptive_pooling import (  # noqa: E402,F401
+    AdaptiveAveragePooling2D,
+    AdaptiveMaxPooling2D,
+)
