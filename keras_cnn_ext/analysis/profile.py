@@ -266,7 +266,9 @@ class _Walker:
                 else:
                     path.append(sub.name)  # a block: its sublayers get qualified names
                 try:
-                    outputs = original(*args, **kwargs)
+                    outputs = _stand_in(sub, args, kwargs) if leaf else None
+                    if outputs is None:
+                        outputs = original(*args, **kwargs)
                 finally:
                     if leaf:
                         blocked[0] -= 1
@@ -280,24 +282,20 @@ class _Walker:
 
             return call_and_record
 
+        if not layer.built:
+            # Build first (creating the sublayers' weights), outside the recorded pass: a
+            # first call may run `call` more than once (Keras' symbolic build pass).
+            with tf.__internal__.FuncGraph("profile_build").as_default():
+                xs = [tf.compat.v1.placeholder(dtype=v.dtype, shape=v.shape) for v in vals]
+                with tf.name_scope("profile"):
+                    layer(xs[0] if len(xs) == 1 else xs)
         for sub in layer._flatten_layers(include_self=False, recursive=True):
             if "call" in sub.__dict__:
                 continue
             object.__setattr__(sub, "call", wrap(sub, sub.call))
             patched.append(sub)
 
-        placeholders = []
         results = []
-
-        def fn(*xs):
-            # tf.function traces twice when the first trace creates variables: keep the last.
-            for recorded in (calls, placeholders, results):
-                recorded.clear()
-            placeholders.extend(xs)
-            # Not a root scope: TF rejects root scope names such as "_block" (a layer named
-            # after a private class) that Keras accepts inside a model.
-            with tf.name_scope("profile"):
-                return call_layer(xs)
 
         def call_layer(xs):
             if node is not None:
@@ -308,11 +306,19 @@ class _Walker:
             else:
                 out = layer(xs[0] if len(xs) == 1 else list(xs), training=False)
             results.extend(keras.tree.flatten(out))
-            return out
 
-        specs = [tf.TensorSpec(v.shape, v.dtype) for v in vals]
+        # A scratch graph with placeholders, as Keras' own `compute_output_spec` does on
+        # TensorFlow: much cheaper than tracing a `tf.function`, and nothing is computed. The
+        # stateless scope keeps variable updates (BN statistics, seed generators) out.
         try:
-            tf.function(fn, autograph=False).get_concrete_function(*specs)
+            with keras.StatelessScope(), tf.__internal__.FuncGraph("profile").as_default():
+                placeholders = [
+                    tf.compat.v1.placeholder(dtype=v.dtype, shape=v.shape) for v in vals
+                ]
+                # Not a root scope: TF rejects root scope names such as "_block" (a layer
+                # named after a private class) that Keras accepts inside a model.
+                with tf.name_scope("profile"):
+                    call_layer(placeholders)
         finally:
             for sub in patched:
                 object.__delattr__(sub, "call")
@@ -411,6 +417,30 @@ class _Walker:
                 if k not in keep and last_use.get(k, -1) <= i:
                     live.pop(k, None)
         return peak, peak_at
+
+
+def _stand_in(layer, args, kwargs):
+    """Placeholders shaped like `layer`'s outputs, or `None` to run the layer instead.
+
+    A counted layer only needs its output shapes: building its real ops (variable reads, convs)
+    in the scratch graph is what made tracing slow.
+    """
+    import tensorflow as tf
+
+    def to_spec(x):
+        return keras.KerasTensor(tuple(x.shape), dtype=x.dtype.name) if tf.is_tensor(x) else x
+
+    def to_placeholder(x):
+        if isinstance(x, keras.KerasTensor):
+            return tf.compat.v1.placeholder(dtype=x.dtype, shape=x.shape)
+        return x
+
+    try:
+        spec_args, spec_kwargs = keras.tree.map_structure(to_spec, (args, kwargs))
+        spec = layer.compute_output_spec(*spec_args, **spec_kwargs)
+        return keras.tree.map_structure(to_placeholder, spec)
+    except Exception:  # a layer whose shape inference fails is run for real
+        return None
 
 
 def _spatial_equal(a, b):

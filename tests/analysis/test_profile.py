@@ -414,7 +414,12 @@ def test_composite_layer_and_subclassed_model_are_traced():
     assert any(r.name.startswith("block/") for r in sub.records)
     with pytest.raises(ValueError, match="`input_shape` is required"):
         profile(_Subclassed())
-    assert profile(_Subclassed(), input_shape=(16, 16, 3)).macs == twin.macs
+    fresh = _Subclassed()
+    assert profile(fresh, input_shape=(16, 16, 3)).macs == twin.macs
+    # The model is left as it was: its layers' `call` is restored and it still runs.
+    x = np.ones((2, 16, 16, 3), "float32")
+    assert fresh(x).shape == (2, 3) and model(x).shape == (2, 3)
+    assert not any("call" in vars(layer) for layer in fresh._flatten_layers())
 
 
 class _Mystery(keras.layers.Layer):
