@@ -551,3 +551,51 @@ def test_table_and_dict_forms():
     assert len(data["records"]) == len(result.records)
     assert data["records"][1]["macs_with_bias"] == 28 * 28 * 6 * 26
     assert str(result) == text
+
+
+def test_many_builtin_layer_types_are_known():
+    inputs = keras.Input((16, 16, 3))
+    x = L.Rescaling(1 / 255)(inputs)
+    x = L.Normalization(mean=0.5, variance=0.25)(x)
+    x = L.ZeroPadding2D(1)(x)
+    x = L.Cropping2D(1)(x)
+    x = L.Conv2D(8, 3, padding="same")(x)
+    x = L.LayerNormalization()(x)
+    x = L.GroupNormalization(groups=2)(x)
+    x = L.LeakyReLU()(x)
+    x = L.SpatialDropout2D(0.1)(x)
+    x = L.AveragePooling2D(2)(x)
+    x = L.UpSampling2D(2, interpolation="bilinear")(x)
+    x = L.MaxPooling2D(2)(x)
+    y = L.Multiply()([x, L.Activation("sigmoid")(x)])
+    x = L.Maximum()([x, y]) + y  # a Keras op in the graph (keras.src.ops.numpy.Add)
+    x = L.Reshape((8 * 8, 8))(x)
+    x = L.Flatten()(L.Dropout(0.5)(x))
+    x = L.Softmax()(L.Dense(4)(x))
+    model = keras.Model(inputs, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = profile(model)
+    assert result.unknown_layers == []
+    assert result.params == model.count_params()
+    records = {r.class_name: r for r in result.records}
+    assert records["Add"].other_ops == 8 * 8 * 8
+    # Bilinear upsampling by 2 reads 2 inputs per axis: 4 + (ceil(2/2) - 1) * 2 = 4, jump 1.
+    assert (records["UpSampling2D"].receptive_field, records["UpSampling2D"].jump) == ("4", "1")
+    # Reshape to (64, 8) moves positions: geometry unknown from there, named.
+    assert result.unknown_geometry == [r.name for r in result.records if r.class_name == "Reshape"]
+
+
+def test_conv1d_and_conv3d_by_hand():
+    inputs = keras.Input((20, 3))
+    x = L.Conv1D(4, 5, strides=2, name="c1")(inputs)
+    model = keras.Model(inputs, L.Conv1D(2, 3, dilation_rate=2, name="c2")(x))
+    records = {r.name: r for r in profile(model).records}
+    assert records["c1"].macs == 8 * 4 * 5 * 3
+    assert (records["c1"].receptive_field, records["c1"].jump) == ("5", "2")
+    assert records["c2"].receptive_field == str(5 + (5 - 1) * 2)
+    inputs = keras.Input((6, 6, 6, 2))
+    model = keras.Model(inputs, L.Conv3D(3, 3, name="c3")(inputs))
+    record = profile(model).records[-1]
+    assert record.macs == 4 * 4 * 4 * 3 * 27 * 2
+    assert record.receptive_field == "3"
