@@ -5,51 +5,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from keras_cnn_ext.layers.factories import create_activation, create_norm, layer_spec_name
-from keras_cnn_ext.layers.residual_block import _positive_int
-from keras_cnn_ext.utils import (
-    check_input_rank,
-    check_rate,
-    check_seed,
-    normalize_data_format,
-    replica_seed,
-)
+from keras_cnn_ext.layers.conv_block_base import ConvBlockBase
+from keras_cnn_ext.layers.conv_block_base import check_positive_int as _positive_int
+from keras_cnn_ext.utils import check_rate, check_seed, replica_seed
 
 
-class _NormActConv(keras.layers.Layer):
-    """Shared set-up of the two DenseNet blocks: norm/activation factories and the channel axis."""
-
-    def __init__(
-        self,
-        norm="batch",
-        norm_epsilon=1.001e-5,
-        norm_momentum=0.99,
-        activation="relu",
-        kernel_initializer="glorot_uniform",
-        data_format=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.norm = layer_spec_name(norm)
-        self.norm_epsilon = float(norm_epsilon)
-        self.norm_momentum = float(norm_momentum)
-        self.activation = layer_spec_name(activation)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.data_format = normalize_data_format(data_format)
-        self._channel_axis = 1 if self.data_format == "channels_first" else 3
-
-    def _make_norm(self, name):
-        return create_norm(
-            self.norm,
-            axis=self._channel_axis,
-            epsilon=self.norm_epsilon,
-            momentum=self.norm_momentum,
-            dtype=self.dtype_policy,
-            name=name,
-        )
-
-    def _make_activation(self, name):
-        return create_activation(self.activation, name=name, dtype=self.dtype_policy)
+class _DenseNetBlock(ConvBlockBase):
+    """What the DenseNet blocks share: bias-free "same" convolutions and shape arithmetic."""
 
     def _make_conv(self, filters, kernel, name):
         return keras.layers.Conv2D(
@@ -63,15 +25,6 @@ class _NormActConv(keras.layers.Layer):
             name=name,
         )
 
-    def _channels(self, input_shape):
-        input_shape = check_input_rank(input_shape, 4)
-        channels = input_shape[self._channel_axis]
-        if channels is None:
-            raise ValueError(
-                f"The channel axis of the input must be known. Received: {input_shape}"
-            )
-        return channels
-
     def _with_channels(self, input_shape, channels, reduce=1):
         shape = list(input_shape)
         shape[self._channel_axis] = channels
@@ -80,23 +33,9 @@ class _NormActConv(keras.layers.Layer):
                 shape[axis] //= reduce
         return tuple(shape)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "norm": self.norm,
-                "norm_epsilon": self.norm_epsilon,
-                "norm_momentum": self.norm_momentum,
-                "activation": self.activation,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "data_format": self.data_format,
-            }
-        )
-        return config
-
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class DenseBlock(_NormActConv):
+class DenseBlock(_DenseNetBlock):
     """A dense block: each layer's output is concatenated to all the features before it.
 
     Huang et al. 2017 ("Densely connected convolutional networks"): layer `l` sees the
@@ -243,7 +182,7 @@ class DenseBlock(_NormActConv):
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class TransitionBlock(_NormActConv):
+class TransitionBlock(_DenseNetBlock):
     """A DenseNet transition: BN-ReLU-1x1 convolution to `floor(theta * C)` channels, 2x2 pool.
 
     Huang et al. 2017: between dense blocks, a 1x1 convolution compresses the channels by the

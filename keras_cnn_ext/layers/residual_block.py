@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 import tensorflow as tf
 
-from keras_cnn_ext.layers.factories import create_activation, create_norm, layer_spec_name
-from keras_cnn_ext.utils import check_input_rank, check_rate, check_seed, normalize_data_format
+from keras_cnn_ext.layers.conv_block_base import ConvBlockBase
+from keras_cnn_ext.layers.conv_block_base import check_choice as _choice
+from keras_cnn_ext.layers.conv_block_base import check_positive_int as _positive_int
+from keras_cnn_ext.layers.factories import layer_spec_name
+from keras_cnn_ext.utils import check_input_rank, check_rate, check_seed
 
 BLOCK_TYPES = ("basic", "bottleneck")
 VERSIONS = ("v1", "v1.5", "v2")
 SHORTCUTS = ("auto", "projection", "identity", "zero_pad")
 # The names `create_attention` knows (its own layers take `data_format`).
 _ATTENTION_NAMES = ("se", "eca", "cbam", "channel", "spatial", "none", "")
-
-
-def _positive_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
-def _choice(value, name, accepted):
-    if value not in accepted:
-        raise ValueError(f"`{name}` must be one of {accepted}. Received: {name}={value!r}")
-    return value
 
 
 def _subsample(x, stride, channel_axis):
@@ -39,7 +28,7 @@ def _subsample(x, stride, channel_axis):
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class ResidualBlock(keras.layers.Layer):
+class ResidualBlock(ConvBlockBase):
     """A ResNet residual block: basic or bottleneck, post- (v1) or pre-activation (v2).
 
     He et al. 2015 ("Deep residual learning for image recognition") add a shortcut around two
@@ -127,7 +116,15 @@ class ResidualBlock(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(
+            norm=norm,
+            norm_epsilon=norm_epsilon,
+            norm_momentum=norm_momentum,
+            activation=activation,
+            kernel_initializer=kernel_initializer,
+            data_format=data_format,
+            **kwargs,
+        )
         self.filters = _positive_int(filters, "filters")
         self.block_type = _choice(block_type, "block_type", BLOCK_TYPES)
         self.version = _choice(version, "version", VERSIONS)
@@ -146,16 +143,9 @@ class ResidualBlock(keras.layers.Layer):
         self.attention = layer_spec_name(attention)
         self.attention_kwargs = dict(attention_kwargs or {})
         self.drop_path_rate = check_rate(drop_path_rate, "drop_path_rate")
-        self.norm = layer_spec_name(norm)
-        self.norm_epsilon = float(norm_epsilon)
-        self.norm_momentum = float(norm_momentum)
-        self.activation = layer_spec_name(activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.data_format = normalize_data_format(data_format)
         self.seed = check_seed(seed)
         self.out_channels = self.filters * self.expansion
-        self._channel_axis = 1 if self.data_format == "channels_first" else -1
         preact = self.version == "v2"
 
         # Where the stride goes: keras.applications' v1 strides the first 1x1 convolution of a
@@ -268,22 +258,6 @@ class ResidualBlock(keras.layers.Layer):
             name=name,
         )
 
-    def _make_norm(self, name):
-        return create_norm(
-            self.norm,
-            axis=self._channel_axis,
-            epsilon=self.norm_epsilon,
-            momentum=self.norm_momentum,
-            dtype=self.dtype_policy,
-            name=name,
-        )
-
-    def _make_activation(self, name):
-        return create_activation(self.activation, name=name, dtype=self.dtype_policy)
-
-    def _input_channels(self, input_shape):
-        return input_shape[1] if self.data_format == "channels_first" else input_shape[-1]
-
     def _needs_projection(self, in_channels):
         if self.shortcut == "projection":
             return True
@@ -293,11 +267,7 @@ class ResidualBlock(keras.layers.Layer):
 
     def build(self, input_shape):
         input_shape = check_input_rank(input_shape, 4)
-        in_channels = self._input_channels(input_shape)
-        if in_channels is None:
-            raise ValueError(
-                f"The channel axis of the input must be known. Received: {input_shape}"
-            )
+        in_channels = self._channels(input_shape)
         if self.shortcut == "identity" and in_channels != self.out_channels:
             raise ValueError(
                 "`shortcut='identity'` needs as many input channels as output channels "
@@ -349,12 +319,12 @@ class ResidualBlock(keras.layers.Layer):
                 shortcut = self.shortcut_norm(shortcut, training=training)
         else:
             # The identity path takes the raw input, also in v2 (keras.applications).
-            shortcut = _subsample(inputs, self.strides, self._channel_axis % 4)
+            shortcut = _subsample(inputs, self.strides, self._channel_axis)
             if self.shortcut == "zero_pad":
-                extra = self.out_channels - self._input_channels(inputs.shape)
+                extra = self.out_channels - inputs.shape[self._channel_axis]
                 if extra:
                     paddings = [[0, 0]] * 4
-                    paddings[self._channel_axis % 4] = [extra // 2, extra - extra // 2]
+                    paddings[self._channel_axis] = [extra // 2, extra - extra // 2]
                     shortcut = tf.pad(shortcut, paddings)
         for pad, conv, norm, act in zip(self.pads, self.convs, self.norms, self.acts, strict=True):
             if pad is not None:
@@ -403,13 +373,7 @@ class ResidualBlock(keras.layers.Layer):
                 "attention": self.attention,
                 "attention_kwargs": dict(self.attention_kwargs),
                 "drop_path_rate": self.drop_path_rate,
-                "norm": self.norm,
-                "norm_epsilon": self.norm_epsilon,
-                "norm_momentum": self.norm_momentum,
-                "activation": self.activation,
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "data_format": self.data_format,
                 "seed": self.seed,
             }
         )

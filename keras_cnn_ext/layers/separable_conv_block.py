@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import keras
 
-from keras_cnn_ext.layers.factories import create_activation, create_norm, layer_spec_name
-from keras_cnn_ext.layers.residual_block import _choice, _positive_int
-from keras_cnn_ext.utils import check_input_rank, normalize_data_format
+from keras_cnn_ext.layers.conv_block_base import ConvBlockBase
+from keras_cnn_ext.layers.conv_block_base import check_choice as _choice
+from keras_cnn_ext.layers.conv_block_base import check_positive_int as _positive_int
+from keras_cnn_ext.utils import check_input_rank
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class SeparableConvBlock(keras.layers.Layer):
+class SeparableConvBlock(ConvBlockBase):
     """A MobileNet v1 depthwise-separable block: depthwise-BN-act, then pointwise-BN-act.
 
     Howard et al. 2017 ("MobileNets") factor a `K x K` convolution from `C_in` to `C_out`
@@ -68,7 +69,15 @@ class SeparableConvBlock(keras.layers.Layer):
         data_format=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(
+            norm=norm,
+            norm_epsilon=norm_epsilon,
+            norm_momentum=norm_momentum,
+            activation=activation,
+            kernel_initializer=kernel_initializer,
+            data_format=data_format,
+            **kwargs,
+        )
         self.filters = _positive_int(filters, "filters")
         self.kernel_size = _positive_int(kernel_size, "kernel_size")
         self.strides = _positive_int(strides, "strides")
@@ -80,14 +89,7 @@ class SeparableConvBlock(keras.layers.Layer):
                 "`strides` > 1 and `dilation_rate` > 1 cannot be combined. "
                 f"Received: strides={strides}, dilation_rate={dilation_rate}"
             )
-        self.norm = layer_spec_name(norm)
-        self.norm_epsilon = float(norm_epsilon)
-        self.norm_momentum = float(norm_momentum)
-        self.activation = layer_spec_name(activation)
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.data_format = normalize_data_format(data_format)
-        axis = 1 if self.data_format == "channels_first" else -1
         common = dict(data_format=self.data_format, dtype=self.dtype_policy)
         name = self.name
         self.depthwise = keras.layers.DepthwiseConv2D(
@@ -108,21 +110,10 @@ class SeparableConvBlock(keras.layers.Layer):
             name=f"{name}_pw",
             **common,
         )
-        self.depthwise_norm, self.pointwise_norm = (
-            create_norm(
-                self.norm,
-                axis=axis,
-                epsilon=self.norm_epsilon,
-                momentum=self.norm_momentum,
-                dtype=self.dtype_policy,
-                name=f"{name}_{part}_bn",
-            )
-            for part in ("dw", "pw")
-        )
-        self.depthwise_act, self.pointwise_act = (
-            create_activation(self.activation, dtype=self.dtype_policy, name=f"{name}_{part}_relu")
-            for part in ("dw", "pw")
-        )
+        self.depthwise_norm = self._make_norm(f"{name}_dw_bn")
+        self.depthwise_act = self._make_activation(f"{name}_dw_relu")
+        self.pointwise_norm = self._make_norm(f"{name}_pw_bn")
+        self.pointwise_act = self._make_activation(f"{name}_pw_relu")
 
     def build(self, input_shape):
         input_shape = check_input_rank(input_shape, 4)
@@ -160,13 +151,7 @@ class SeparableConvBlock(keras.layers.Layer):
                 "padding": self.padding,
                 "depth_multiplier": self.depth_multiplier,
                 "dilation_rate": self.dilation_rate,
-                "norm": self.norm,
-                "norm_epsilon": self.norm_epsilon,
-                "norm_momentum": self.norm_momentum,
-                "activation": self.activation,
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "data_format": self.data_format,
             }
         )
         return config
