@@ -1,6 +1,8 @@
 """How long `keras_cnn_ext.analysis.profile()` takes on keras.applications models.
 
-For ResNet50, VGG16, MobileNet and DenseNet121 at 224x224x3 (batch 1, `weights=None`), the
+For ResNet50, VGG16, MobileNet and DenseNet121 at 224x224x3 (batch 1, `weights=None`), and
+keras_cnn_ext's own ResNet-50 v1.5 (whose residual blocks are composite layers, so `profile()`
+traces them), the
 model is built once (build time excluded from every figure), then `profile(model)` runs
 `--repeats` times after one warm-up call; the table gives the median. Beside it, the only other
 way to count FLOPs of a Keras 3 model on TensorFlow: trace it with `tf.function`, freeze the
@@ -67,10 +69,20 @@ def main():
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
+    builders = {name: getattr(keras.applications, name) for name in args.models.split(",")}
+    try:
+        from keras_cnn_ext.models import ResNet
+
+        # Our builder's blocks are composite layers: this row times the traced path.
+        builders["keras_cnn_ext ResNet(50, v1.5)"] = lambda weights=None: ResNet(
+            50, version="v1.5", input_shape=(224, 224, 3)
+        )
+    except ImportError:
+        pass
     rows = []
-    for name in args.models.split(","):
+    for name, builder in builders.items():
         start = time.perf_counter()
-        model = getattr(keras.applications, name)(weights=None)
+        model = builder(weights=None)
         build = time.perf_counter() - start
         result = profile(model)  # warm-up
         ours = median_time(lambda m=model: profile(m), args.repeats)
@@ -80,7 +92,7 @@ def main():
         print(f"{name}: profile {ours * 1000:.0f} ms, tf.profiler {peer * 1000:.0f} ms", flush=True)
 
     lines = [
-        "| Model (224x224, batch 1) | records | profile() MACs | tf.profiler FLOPs / 2 "
+        "| Model (keras.applications unless named; 224x224, batch 1) | records | profile() MACs | tf.profiler FLOPs / 2 "
         "| profile() median | tf.function + freeze + tf.profiler median | build (excluded) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]

@@ -28,3 +28,6 @@ from keras_cnn_ext.layers.adaptive_pooling import (  # noqa: E402,F401
     AdaptiveAveragePooling2D,
     AdaptiveMaxPooling2D,
 )
+from keras_cnn_ext.layers.local_response_normalization import (  # noqa: E402,F401
+    LocalResponseNormalization,
+)
