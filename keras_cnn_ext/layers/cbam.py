@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import keras
 
-from keras_cnn_ext.layers.squeeze_excitation import SqueezeExcitation, check_channels
+from keras_cnn_ext.layers.squeeze_excitation import SqueezeExcitation
 from keras_cnn_ext.ops import attention as attention_ops
-from keras_cnn_ext.utils import check_float_dtype, normalize_data_format, normalize_tuple
+from keras_cnn_ext.utils import (
+    check_float_dtype,
+    check_input_rank,
+    normalize_data_format,
+    normalize_tuple,
+)
 
 SPATIAL_MODES = ("sigmoid", "softmax")
 
@@ -140,7 +145,8 @@ class SpatialAttention(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
-        check_channels(input_shape, self.data_format, type(self).__name__)
+        # Any channel count, even unknown: the conv only sees the [mean, max] maps.
+        check_input_rank(input_shape, 4)
         # Always (kh, kw, in, out) with in = [mean, max]; the op handles channels_first.
         self.kernel = self.add_weight(
             name="kernel", shape=(*self.kernel_size, 2, 1), initializer=self.kernel_initializer

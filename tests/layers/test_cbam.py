@@ -184,3 +184,14 @@ def test_wrong_rank():
     for cls in (ChannelAttention, SpatialAttention, CBAM):
         with pytest.raises(ValueError):
             cls()(np.zeros((2, 8, 3), "float32"))
+
+
+def test_spatial_attention_accepts_unknown_channels():
+    inputs = keras.Input((6, 6, None))
+    outputs = SpatialAttention(3)(inputs)
+    model = keras.Model(inputs, outputs)
+    for channels in (1, 5):
+        x = np.ones((1, 6, 6, channels), "float32")
+        assert model(x).shape == x.shape
+    with pytest.raises(ValueError, match="channel"):
+        ChannelAttention().build((None, 6, 6, None))
