@@ -31,6 +31,7 @@ from keras_cnn_ext.utils import make_divisible, normalize_data_format
 # depth: (block type, blocks per stage). Stages are conv2..conv5, widths 64, 128, 256, 512.
 RESNET_DEPTHS = {
     18: ("basic", (2, 2, 2, 2)),
+    26: ("bottleneck", (2, 2, 2, 2)),  # timm's resnet26
     34: ("basic", (3, 4, 6, 3)),
     50: ("bottleneck", (3, 4, 6, 3)),
     101: ("bottleneck", (3, 4, 23, 3)),
@@ -353,16 +354,19 @@ for _depth in CIFAR_RESNET_DEPTHS:
     _BUILDERS[_n] = _variant(_n, _depth, f"CIFAR ResNet-{_depth} (6n+2, option-A shortcuts)")
 
 ResNet18 = _BUILDERS["ResNet18"]
+ResNet26 = _BUILDERS["ResNet26"]
 ResNet34 = _BUILDERS["ResNet34"]
 ResNet50 = _BUILDERS["ResNet50"]
 ResNet101 = _BUILDERS["ResNet101"]
 ResNet152 = _BUILDERS["ResNet152"]
 ResNet18V2 = _BUILDERS["ResNet18V2"]
+ResNet26V2 = _BUILDERS["ResNet26V2"]
 ResNet34V2 = _BUILDERS["ResNet34V2"]
 ResNet50V2 = _BUILDERS["ResNet50V2"]
 ResNet101V2 = _BUILDERS["ResNet101V2"]
 ResNet152V2 = _BUILDERS["ResNet152V2"]
 SEResNet18 = _BUILDERS["SEResNet18"]
+SEResNet26 = _BUILDERS["SEResNet26"]
 SEResNet34 = _BUILDERS["SEResNet34"]
 SEResNet50 = _BUILDERS["SEResNet50"]
 SEResNet101 = _BUILDERS["SEResNet101"]

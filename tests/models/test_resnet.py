@@ -161,7 +161,7 @@ def test_weights_file_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"depth": 77}, r"`depth` must be one of \[18, 34, 50, 101, 152\]"),
+        ({"depth": 77}, r"`depth` must be one of \[18, 26, 34, 50, 101, 152\]"),
         ({"depth": 50, "version": "v3"}, "`version`"),
         ({"depth": 50, "classes": 0}, "`classes`"),
         ({"depth": 50, "weights": "/no/such/file.weights.h5"}, "`weights`"),
@@ -186,6 +186,7 @@ def test_depth_tables_are_consistent():
 
 # Every builder path, on small widths and inputs: CIFAR option A (v1 basic), SE + drop path
 # + max head (v1 basic, ImageNet stem), v1 bottleneck with ECA and a dilated last stage, v2.
+# The bottleneck paths use depth 26 (8 blocks): the checks cost the same per block at depth 50.
 BUILDS = {
     "resnet20": lambda: ResNet20(input_shape=(16, 16, 3), classes=3),
     "seresnet18_droppath": lambda: SEResNet18(
@@ -196,15 +197,17 @@ BUILDS = {
         head_pooling="max",
         seed=0,
     ),
-    "resnet50_eca_os16": lambda: ResNet(
-        50,
+    "resnet26_eca_os16": lambda: ResNet(
+        26,
         input_shape=(32, 32, 3),
         classes=3,
         width_multiplier=0.125,
         attention="eca",
         output_stride=16,
     ),
-    "resnet50v2": lambda: ResNet50V2(input_shape=(32, 32, 3), classes=3, width_multiplier=0.125),
+    "resnet26v2": lambda: ResNet(
+        26, version="v2", input_shape=(32, 32, 3), classes=3, width_multiplier=0.125
+    ),
 }
 
 

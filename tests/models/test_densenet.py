@@ -1,0 +1,114 @@
+"""DenseNet builders: keras.applications parameter counts and weight copy, CIFAR DenseNet-BC."""
+
+import keras
+import numpy as np
+import pytest
+from builder_checks import BUILDER_CHECKS, classification_data, run_builder_check
+
+from keras_cnn_ext.layers import DenseBlock, TransitionBlock
+from keras_cnn_ext.models import get_builder, load_keras_applications_weights
+from keras_cnn_ext.models.densenet import (
+    DenseNet,
+    DenseNet121,
+    DenseNet169,
+    DenseNet201,
+    DenseNetBC,
+)
+
+
+@pytest.mark.parametrize(
+    "ours, theirs, count",
+    [
+        (DenseNet121, keras.applications.DenseNet121, 8_062_504),
+        (DenseNet169, keras.applications.DenseNet169, 14_307_880),
+        (DenseNet201, keras.applications.DenseNet201, 20_242_984),
+    ],
+)
+def test_parameter_counts_equal_keras_applications(ours, theirs, count):
+    shape = (32, 32, 3)
+    assert ours(input_shape=shape).count_params() == count
+    assert theirs(weights=None, input_shape=shape).count_params() == count
+
+
+def test_keras_applications_weights_copy():
+    shape = (64, 64, 3)
+    model = DenseNet121(input_shape=shape, classifier_activation=None)
+    reference = keras.applications.DenseNet121(
+        weights=None, input_shape=shape, classifier_activation=None
+    )
+    x = np.random.default_rng(0).normal(size=(2, *shape)).astype("float32")
+    assert np.abs(model(x, training=False) - reference(x, training=False)).max() > 1e-3
+    load_keras_applications_weights(model, reference)
+    np.testing.assert_allclose(model(x, training=False), reference(x, training=False), atol=1e-5)
+
+
+def test_densenet_bc_100():
+    model = DenseNetBC(input_shape=(32, 32, 3), classes=10)
+    blocks = [layer for layer in model.layers if isinstance(layer, DenseBlock)]
+    assert [b.num_layers for b in blocks] == [16, 16, 16]  # (100 - 4) / 6
+    assert all(b.growth_rate == 12 for b in blocks)
+    # Channels: stem 2k = 24, +16k = 216 -> 108 -> 300 -> 150 -> 342.
+    transitions = [layer for layer in model.layers if isinstance(layer, TransitionBlock)]
+    assert [t.output.shape[-1] for t in transitions] == [108, 150]
+    assert model.get_layer("bn").output.shape[1:] == (8, 8, 342)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == 769_162  # the paper's "0.8M"
+    assert model.count_params() == 793_150
+
+
+def test_cifar_depth_rule_and_options():
+    model = DenseNet(40, layout="cifar", bottleneck=False, compression=1.0, input_shape=(32, 32, 3))
+    blocks = [layer for layer in model.layers if isinstance(layer, DenseBlock)]
+    assert [b.num_layers for b in blocks] == [12, 12, 12]  # DenseNet (k=12, L=40): (40-4)/3
+    assert model.get_layer("conv1_conv").filters == 16
+    with pytest.raises(ValueError, match=r"6n \+ 4"):
+        DenseNetBC(41, input_shape=(32, 32, 3))
+
+
+def test_registry():
+    assert get_builder("densenet-121") is DenseNet121
+    assert DenseNet121(input_shape=(32, 32, 3)).name == "densenet121"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"depth": 122}, r"`depth` must be one of \[121, 169, 201, 264\]"),
+        ({"layout": "mnist"}, "`layout`"),
+        ({"classes": -1}, "`classes`"),
+        ({"weights": "imagenet"}, "load_keras_applications_weights"),
+        ({"input_shape": (16, 16, 3)}, "stage `pool4`.*minimum input size is 29x29"),
+        ({"dropout_rate": 1.0}, "`dropout_rate`"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    kwargs.setdefault("input_shape", (32, 32, 3))
+    with pytest.raises(ValueError, match=match):
+        DenseNet(**kwargs)
+
+
+BUILDS = {
+    # CIFAR DenseNet-BC with dropout and a max head: every check. The ImageNet layout adds only
+    # a padded 7x7 stem and a max pooling to the same blocks: the cheap checks suffice there.
+    "densenet_bc22": lambda: DenseNetBC(
+        22,
+        growth_rate=4,
+        dropout_rate=0.1,
+        head_pooling="max",
+        input_shape=(16, 16, 3),
+        classes=3,
+        seed=0,
+    ),
+    "densenet121_k4": lambda: DenseNet(121, growth_rate=4, input_shape=(32, 32, 3), classes=3),
+}
+CHECKS = [("densenet_bc22", check) for check in BUILDER_CHECKS] + [
+    ("densenet121_k4", "saving"),
+    ("densenet121_k4", "mixed_precision"),
+]
+
+
+@pytest.mark.parametrize("build, check", CHECKS)
+def test_builder_checks(build, check):
+    shape = (32, 32, 3) if build == "densenet121_k4" else (16, 16, 3)
+    x, y = classification_data(shape, 3)
+    run_builder_check(check, BUILDS[build], x, y, "categorical_crossentropy")
