@@ -1,5 +1,13 @@
 """Pure TensorFlow ops: XLA-safe, no Keras state."""
 from keras_cnn_ext.ops.adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d  # noqa: F401
+from keras_cnn_ext.ops.attention import (  # noqa: F401
+    channel_attention,
+    eca_kernel_size,
+    efficient_channel_attention,
+    reduced_channels,
+    spatial_attention,
+    squeeze_excitation,
+)
 from keras_cnn_ext.ops.drop_path import drop_path, drop_path_rates  # noqa: F401
 from keras_cnn_ext.ops.dropblock import drop_block_2d, dropblock_gamma  # noqa: F401
 from keras_cnn_ext.ops.erasing import box_mask, cutout, random_erasing  # noqa: F401
