@@ -178,38 +178,30 @@ def _elementwise(ops_per_element):
     return count
 
 
-def _conv(layer, input_shapes, output_shapes):
-    fmt = _data_format(layer)
-    _, c_in = split_channels(input_shapes[0], fmt)
-    out_spatial, c_out = split_channels(output_shapes[0], fmt)
-    n = output_shapes[0][0]
-    positions = n * math.prod(out_spatial)
-    groups = getattr(layer, "groups", 1) or 1
-    macs = positions * c_out * math.prod(layer.kernel_size) * (c_in // groups)
-    out_elems = positions * c_out
+def _conv_cost(layer, macs, out_elems, kind="window"):
+    """The cost of any convolution: its MACs, its bias, its fused activation, its window."""
     return LayerCost(
         macs=macs,
         bias_macs=out_elems if layer.use_bias else 0,
         other_ops=_activation_ops(layer, out_elems),
         geometry=Geometry(
-            "window", tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate)
+            kind, tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate)
         ),
     )
+
+
+def _conv(layer, input_shapes, output_shapes):
+    fmt = _data_format(layer)
+    _, c_in = split_channels(input_shapes[0], fmt)
+    out_spatial, c_out = split_channels(output_shapes[0], fmt)
+    out_elems = output_shapes[0][0] * math.prod(out_spatial) * c_out
+    groups = getattr(layer, "groups", 1) or 1
+    return _conv_cost(layer, out_elems * math.prod(layer.kernel_size) * (c_in // groups), out_elems)
 
 
 def _depthwise(layer, input_shapes, output_shapes):
-    fmt = _data_format(layer)
-    out_spatial, c_out = split_channels(output_shapes[0], fmt)
-    positions = output_shapes[0][0] * math.prod(out_spatial)
-    out_elems = positions * c_out  # c_out = C_in * depth_multiplier
-    return LayerCost(
-        macs=out_elems * math.prod(layer.kernel_size),
-        bias_macs=out_elems if layer.use_bias else 0,
-        other_ops=_activation_ops(layer, out_elems),
-        geometry=Geometry(
-            "window", tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate)
-        ),
-    )
+    out_elems = numel(output_shapes[0])  # C_out = C_in * depth_multiplier
+    return _conv_cost(layer, out_elems * math.prod(layer.kernel_size), out_elems)
 
 
 def _separable(layer, input_shapes, output_shapes):
@@ -217,34 +209,18 @@ def _separable(layer, input_shapes, output_shapes):
     _, c_in = split_channels(input_shapes[0], fmt)
     out_spatial, c_out = split_channels(output_shapes[0], fmt)
     positions = output_shapes[0][0] * math.prod(out_spatial)
-    mid = c_in * layer.depth_multiplier
-    out_elems = positions * c_out
-    return LayerCost(
-        macs=positions * mid * (math.prod(layer.kernel_size) + c_out),
-        bias_macs=out_elems if layer.use_bias else 0,
-        other_ops=_activation_ops(layer, out_elems),
-        geometry=Geometry(
-            "window", tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate)
-        ),
-    )
+    # Depthwise K*K per intermediate channel, then pointwise C_out per intermediate channel.
+    macs = positions * c_in * layer.depth_multiplier * (math.prod(layer.kernel_size) + c_out)
+    return _conv_cost(layer, macs, positions * c_out)
 
 
 def _conv_transpose(layer, input_shapes, output_shapes):
     fmt = _data_format(layer)
     in_spatial, c_in = split_channels(input_shapes[0], fmt)
-    out_spatial, c_out = split_channels(output_shapes[0], fmt)
-    n = input_shapes[0][0]
+    _, c_out = split_channels(output_shapes[0], fmt)
     # Every input pixel scatters a K*C_out patch from each of its C_in channels.
-    macs = n * math.prod(in_spatial) * c_in * math.prod(layer.kernel_size) * c_out
-    out_elems = n * math.prod(out_spatial) * c_out
-    return LayerCost(
-        macs=macs,
-        bias_macs=out_elems if layer.use_bias else 0,
-        other_ops=_activation_ops(layer, out_elems),
-        geometry=Geometry(
-            "transposed", tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate)
-        ),
-    )
+    macs = input_shapes[0][0] * math.prod(in_spatial) * c_in * math.prod(layer.kernel_size) * c_out
+    return _conv_cost(layer, macs, numel(output_shapes[0]), kind="transposed")
 
 
 def _dense(layer, input_shapes, output_shapes):
