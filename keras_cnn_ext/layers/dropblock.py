@@ -34,7 +34,8 @@ class DropBlock2D(keras.layers.Layer):
 
     The rate lives in a non-trainable variable, `rate_variable`, read by the compiled step,
     so a schedule can change it between steps without retracing: the paper ramps it linearly
-    from 0 during training, which `keras_cnn_ext.layers.LinearRateSchedule` does. Masks are
+    from 0 during training, which `keras_cnn_ext.layers.LinearRateSchedule` does (the config
+    keeps the constructor's `rate`; the current value is saved with the weights). Masks are
     drawn with stateless ops seeded per replica, so replicas of a `tf.distribute` strategy
     drop different blocks.
 

@@ -78,6 +78,10 @@ def drop_block_2d(
         alg=STATELESS_RNG_ALG,
     )
     seeds = tf.cast(noise < gamma, tf.float32)
+    if shared_channels:
+        # CPU max-pooling over one channel was ~40x slower than over 32 (72 vs 1.9 ms at
+        # 32x56x56): pool the samples as channels of one image, then move them back.
+        seeds = tf.transpose(seeds, (3, 1, 2, 0))
     # A stride-1 SAME max-pool pads (bs - 1) // 2 before and bs // 2 after, so the seed at
     # valid index i must sit at row i + bs // 2 for its block to cover rows [i, i + bs).
     top = tf.minimum(block_size // 2, height)
@@ -90,6 +94,8 @@ def drop_block_2d(
         # A k x k max is separable: two 1-D pools cost 2k instead of k*k comparisons per unit.
         blocks = tf.nn.max_pool2d(blocks, (block_size, 1), 1, "SAME")
         blocks = tf.nn.max_pool2d(blocks, (1, block_size), 1, "SAME")
+    if shared_channels:
+        blocks = tf.transpose(blocks, (3, 1, 2, 0))
     keep = 1.0 - blocks
     numel = tf.cast(tf.size(keep), tf.float32)
     scale = tf.math.divide_no_nan(numel, tf.reduce_sum(keep))
