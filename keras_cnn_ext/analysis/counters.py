@@ -383,6 +383,12 @@ def _spatial_attention(layer, input_shapes, output_shapes):
     )
 
 
+def _local_response_norm(layer, input_shapes, output_shapes):
+    # Per element: a square, a (2r+1)-channel window sum, scale and bias, a power, a divide.
+    radius = int(getattr(layer, "depth_radius", 2))
+    return LayerCost(other_ops=(2 * radius + 6) * numel(output_shapes[0]))
+
+
 def _register_builtins():
     L = keras.layers
     for name in ("Conv1D", "Conv2D", "Conv3D"):
@@ -443,6 +449,7 @@ def _register_builtins():
     register_counter("keras_cnn_ext.layers.FractionalMaxPooling2D", _fractional_pool)
     for name in ("DropBlock2D", "DropPath", "SpatialDropout2D", "Cutout", "RandomErasing"):
         register_counter(f"keras_cnn_ext.layers.{name}", _identity)  # identity at inference
+    register_counter("keras_cnn_ext.layers.LocalResponseNormalization", _local_response_norm)
     register_counter("keras_cnn_ext.layers.SqueezeExcitation", _channel_gate)
     register_counter("keras_cnn_ext.layers.ChannelAttention", _channel_gate)
     register_counter("keras_cnn_ext.layers.EfficientChannelAttention", _eca)

@@ -77,3 +77,18 @@ def test_regularizers_are_identity_geometry(make):
     result = _quiet_profile(model)
     assert result.records[-1].receptive_field == "5"
     assert result.records[-1].rf_exact
+
+
+def test_adaptive_pooling_and_local_response_normalization():
+    inputs = keras.Input((10, 10, 2))
+    x = ours.LocalResponseNormalization(depth_radius=1, name="lrn")(inputs)
+    x = ours.AdaptiveAveragePooling2D((4, 4), name="avg")(x)
+    y = ours.AdaptiveMaxPooling2D((1, 1), name="max")(x)
+    model = keras.Model(inputs, [x, y])
+    result = _quiet_profile(model)
+    records = {r.name: r for r in result.records}
+    assert records["lrn"].other_ops == 8 * 10 * 10 * 2 and records["lrn"].receptive_field == "1"
+    # 10 -> 4 bins of 3 pixels, stride 2.5 (PyTorch's bins, as Keras' own layer).
+    assert (records["avg"].receptive_field, records["avg"].jump) == ("3", "2.5")
+    assert records["max"].receptive_field == "global"
+    assert result.output_receptive_field == ["3", "global"]
