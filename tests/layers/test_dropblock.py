@@ -222,3 +222,26 @@ def test_unknown_spatial_size_and_maps_smaller_than_block():
     # Known only at run time to be smaller than the block: no valid centre, nothing dropped.
     small = np.ones((2, 2, 2, 2), "float32")
     np.testing.assert_array_equal(model(small, training=True), small)
+
+
+def test_linear_schedule_under_mirrored_strategy_fit():
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    strategy = tf.distribute.MirroredStrategy(devices)
+    with strategy.scope():
+        block = DropBlock2D(0.5, 1, seed=0)
+        model = _zero_fraction_model(block)
+        model.compile(optimizer="sgd", loss="mae", jit_compile=False)
+    recorder = _Recorder(block)
+    x = np.ones((16, 16, 16, 4), "float32")
+    model.fit(
+        x,
+        np.zeros((16, 1), "float32"),
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        callbacks=[LinearRateSchedule(block, start=0.0, end=0.4, steps=2), recorder],
+    )
+    # Both replicas (8 samples each) used the assigned rate: the reduced loss follows it.
+    np.testing.assert_allclose(recorder.losses, [0.0, 0.2, 0.4], atol=0.03)
+    local = strategy.experimental_local_results(block.rate_variable.value)
+    np.testing.assert_allclose([float(v.numpy()) for v in local], [0.4, 0.4])
