@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from keras_cnn_ext.models.common import (
+    LRN,
     Conv,
     Pool,
     check_multiplier,
@@ -22,8 +23,10 @@ ALEXNET_VARIANTS = {
     "paper": {
         "table": (
             Conv(96, 11, 4, "valid"),
+            LRN(),
             Pool(3, 2),
             Conv(256, 5, groups=2),
+            LRN(),
             Pool(3, 2),
             Conv(384, 3),
             Conv(384, 3, groups=2),
@@ -36,8 +39,10 @@ ALEXNET_VARIANTS = {
     "single": {
         "table": (
             Conv(96, 11, 4, "valid"),
+            LRN(),
             Pool(3, 2),
             Conv(256, 5),
+            LRN(),
             Pool(3, 2),
             Conv(384, 3),
             Conv(384, 3),
@@ -78,6 +83,7 @@ def AlexNet(
     name="alexnet",
     *,
     norm=None,
+    lrn=True,
     activation="relu",
     pool_type="max",
     width_multiplier=1.0,
@@ -96,9 +102,11 @@ def AlexNet(
     - `"torchvision"` (224x224x3): **61,100,840**: 64-192-384-256-256 filters, the one-GPU
       network of Krizhevsky's "One weird trick" (2014) as in torchvision.
 
-    The paper's local response normalisation after conv1 and conv2 is left out (it has no
-    parameters; Keras has no LRN layer; torchvision's network has none either); pass
-    `norm="batch"` for a normalised variant.
+    `"paper"` and `"single"` keep the paper's local response normalisation (Section 3.3; k=2,
+    n=5, alpha=1e-4, beta=0.75; `keras_cnn_ext.layers.LocalResponseNormalization`, no
+    parameters) after the ReLUs of conv1 and conv2, before their poolings (Section 3.5);
+    `lrn=False` drops it. torchvision's network has none. `norm="batch"` adds batch
+    normalisation after every convolution.
 
     Args:
         variant: `"paper"` (default), `"single"` or `"torchvision"`.
@@ -107,6 +115,7 @@ def AlexNet(
             the flattened feature size and so the first dense layer; at least 67x67 (63x63
             for `"torchvision"`).
         norm: normalisation after each convolution (`None` or `"batch"`). Default `None`.
+        lrn: keep the variant's local response normalisation layers. Default True.
         activation: activation after convolutions and hidden dense layers. Default ReLU.
         pool_type: `"max"` (default), `"avg"` or a pooling layer class.
         width_multiplier: scales the convolution filters. Default 1.
@@ -135,16 +144,17 @@ def AlexNet(
     )
     check_multiplier(width_multiplier, "width_multiplier")
     config = ALEXNET_VARIANTS[variant]
+    table = tuple(e for e in config["table"] if lrn or not isinstance(e, LRN))
     inputs = make_inputs(
         input_tensor,
         input_shape,
         default_shape=config["default_shape"],
-        stages=stack_stages(config["table"]),
+        stages=stack_stages(table),
         require_static=include_top,
     )
     x = conv_stack(
         inputs,
-        config["table"],
+        table,
         activation=activation,
         norm=norm,
         pool_type=pool_type,

@@ -36,6 +36,7 @@ import numpy as np
 
 from keras_cnn_ext.layers.factories import create_activation, create_norm, create_pooling
 from keras_cnn_ext.layers.grouped_conv2d import GroupedConv2D
+from keras_cnn_ext.layers.local_response_normalization import LocalResponseNormalization
 from keras_cnn_ext.utils import check_rate, make_divisible, normalize_data_format
 
 POOLINGS = (None, "avg", "max")
@@ -474,10 +475,18 @@ class Pool(collections.namedtuple("Pool", ["size", "strides", "padding"])):
         return super().__new__(cls, size, strides, padding)
 
 
+class LRN(collections.namedtuple("LRN", [])):
+    """A local response normalisation entry of a layer table (AlexNet; no parameters)."""
+
+    __slots__ = ()
+
+
 def stack_stages(table):
     """The `Downsample` list of a layer table, for `make_inputs`/`check_min_size`."""
     stages, block, conv = [], 1, 0
     for entry in table:
+        if isinstance(entry, LRN):
+            continue
         if isinstance(entry, Pool):
             stages.append(
                 Downsample(f"block{block}_pool", entry.size, entry.strides, entry.padding)
@@ -503,7 +512,8 @@ def conv_stack(
     width_divisor=8,
     data_format=None,
 ):
-    """Applies a plain layer table: each `Conv` is convolution -> `norm` -> `activation`.
+    """Applies a plain layer table: each `Conv` is convolution -> `norm` -> `activation`, each
+    `Pool` a `pool_type` pooling, each `LRN` a `LocalResponseNormalization` (paper defaults).
 
     Layers are named like keras.applications' VGG: `block{b}_conv{c}`, `block{b}_pool`.
     With `width_multiplier != 1`, filter counts become `make_divisible(filters * multiplier,
@@ -512,6 +522,9 @@ def conv_stack(
     data_format = normalize_data_format(data_format)
     block, conv = 1, 0
     for entry in table:
+        if isinstance(entry, LRN):
+            x = LocalResponseNormalization(data_format=data_format, name=f"block{block}_lrn")(x)
+            continue
         if isinstance(entry, Pool):
             x = make_pool(
                 pool_type,

@@ -97,3 +97,16 @@ def test_builder_checks(check, variant):
 def test_output_is_a_distribution():
     out = np.asarray(AlexNet(input_shape=(67, 67, 3), classes=4, fc_units=(8, 8))(X))
     np.testing.assert_allclose(out.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_local_response_normalization_placement():
+    names = [layer.name for layer in AlexNet(input_shape=(67, 67, 3), fc_units=(8, 8)).layers]
+    # Section 3.5: ReLU, then response normalisation, then max pooling (conv1 and conv2).
+    for block in (1, 2):
+        i = names.index(f"block{block}_conv1_relu")
+        assert names[i + 1 : i + 3] == [f"block{block}_lrn", f"block{block}_pool"]
+    for model in (
+        AlexNet(input_shape=(67, 67, 3), fc_units=(8, 8), lrn=False),
+        AlexNet("torchvision", input_shape=(67, 67, 3), fc_units=(8, 8)),
+    ):
+        assert not any(layer.name.endswith("_lrn") for layer in model.layers)
