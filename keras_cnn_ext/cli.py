@@ -149,7 +149,12 @@ def _run_summary(args):
         try:
             result = profile(model, input_shape=input_shape, batch_size=args.batch_size)
         except (ValueError, TypeError) as e:
-            raise CLIError(f"cannot profile {args.target!r}: {e}") from None
+            hint = (
+                " Use --input-shape, e.g. --input-shape 224,224,3."
+                if "input_shape" in str(e)
+                else ""
+            )
+            raise CLIError(f"cannot profile {args.target!r}: {e}{hint}") from None
     if args.json:
         print(json.dumps(result.to_dict(), indent=1, default=str))
     else:

@@ -303,8 +303,12 @@ def _flatten(layer, input_shapes, output_shapes):
 def _reshape(layer, input_shapes, output_shapes):
     if len(output_shapes[0]) == 2:
         return LayerCost(geometry=FLATTEN)
-    if tuple(output_shapes[0]) == tuple(input_shapes[0]):
-        return LayerCost()
+
+    def squeezed(shape):
+        return [d for d in shape[1:] if d != 1]
+
+    if squeezed(output_shapes[0]) == squeezed(input_shapes[0]):
+        return LayerCost()  # only size-1 axes added or removed: positions do not move
     return LayerCost(geometry=UNKNOWN, note="reshape moves positions")
 
 

@@ -452,6 +452,8 @@ def _normalize_input_shapes(model, input_shape, batch_size):
     graph = _graph_of(model)
     if graph is not None:
         model_shapes = [tuple(x.shape) for x in graph.inputs]
+    elif input_shape is not None:
+        model_shapes = []  # a subclassed model: the given shapes are the only ones known
     else:
         build = getattr(model, "_build_shapes_dict", None) or {}
         model_shapes = [tuple(s) for s in build.values() if s is not None][:1]

@@ -98,7 +98,7 @@ def apply_geometry(geometry, state, same_spatial_size=False):
     """
     kind = geometry.kind
     if state.is_global:
-        return state, kind != "unknown"
+        return state, True  # whatever the layer does, its outputs still see the whole input
     if kind == "global":
         return RFState(is_global=True, exact=state.exact), True
     if kind == "unknown":

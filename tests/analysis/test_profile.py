@@ -599,3 +599,17 @@ def test_conv1d_and_conv3d_by_hand():
     record = profile(model).records[-1]
     assert record.macs == 4 * 4 * 4 * 3 * 27 * 2
     assert record.receptive_field == "3"
+
+
+def test_squeeze_excitation_built_from_keras_layers():
+    # EfficientNet's SE: global pooling, a Reshape that only adds size-1 axes, a gate.
+    inputs = keras.Input((8, 8, 4))
+    s = L.Reshape((1, 1, 4), name="se_reshape")(L.GlobalAveragePooling2D()(inputs))
+    s = L.Conv2D(4, 1, activation="sigmoid")(L.Conv2D(2, 1, activation="relu")(s))
+    x = L.Multiply(name="gate")([inputs, s])
+    model = keras.Model(inputs, L.Conv2D(2, 3, name="after")(x))
+    result = profile(model)
+    assert result.unknown_geometry == []
+    records = {r.name: r for r in result.records}
+    assert records["se_reshape"].receptive_field == "global"
+    assert records["gate"].receptive_field == "global"  # the gate mixes every position
