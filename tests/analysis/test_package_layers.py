@@ -92,3 +92,16 @@ def test_adaptive_pooling_and_local_response_normalization():
     assert (records["avg"].receptive_field, records["avg"].jump) == ("3", "2.5")
     assert records["max"].receptive_field == "global"
     assert result.output_receptive_field == ["3", "global"]
+
+
+def test_fractional_max_pooling_if_available():
+    if not hasattr(ours, "FractionalMaxPooling2D"):
+        pytest.skip("keras_cnn_ext.layers.FractionalMaxPooling2D is not written yet")
+    inputs = keras.Input((16, 16, 2))
+    layer = ours.FractionalMaxPooling2D(pooling_ratio=1.6, name="fmp")
+    result = _quiet_profile(keras.Model(inputs, layer(inputs)))
+    record = result.records[-1]
+    assert record.output_shape == (1, 10, 10, 2)
+    # 16 -> 10: regions of 1 or 2 pixels (2 when not divisible), one more when overlapping.
+    expected_rf = 3 if getattr(layer, "overlapping", False) else 2
+    assert (record.receptive_field, record.jump) == (str(expected_rf), "1.6")

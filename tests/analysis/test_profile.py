@@ -613,3 +613,20 @@ def test_squeeze_excitation_built_from_keras_layers():
     records = {r.name: r for r in result.records}
     assert records["se_reshape"].receptive_field == "global"
     assert records["gate"].receptive_field == "global"  # the gate mixes every position
+
+
+def test_sequential_and_channels_first():
+    layers = [
+        L.Conv2D(4, 3, strides=2, data_format="channels_first", name="conv"),
+        L.MaxPooling2D(2, data_format="channels_first", name="pool"),
+        L.GlobalAveragePooling2D(data_format="channels_first", name="gap"),
+        L.Dense(2, name="fc"),
+    ]
+    model = keras.Sequential([keras.Input((3, 17, 17)), *layers])
+    result = profile(model)
+    records = {r.name: r for r in result.records}
+    assert records["conv"].output_shape == (1, 4, 8, 8)
+    assert records["conv"].macs == 8 * 8 * 4 * 9 * 3
+    assert (records["pool"].receptive_field, records["pool"].jump) == ("5", "4")
+    assert records["gap"].receptive_field == "global"
+    assert result.params == model.count_params()
