@@ -195,9 +195,9 @@ def ResNet(
 
     Example:
 
-    >>> model = ResNet(18, input_shape=(32, 32, 3), classes=10)
-    >>> model.count_params() == 11_689_512 - 513 * 990
-    True
+    >>> model = ResNet(18, input_shape=(64, 64, 3), include_top=False, output_stride=16)
+    >>> model.output_shape
+    (None, 4, 4, 512)
     """
     if depth in RESNET_DEPTHS:
         cifar = False
