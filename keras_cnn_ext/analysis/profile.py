@@ -181,9 +181,22 @@ class _Walker:
             return self.walk_functional(graph, f"{prefix}{op.name}/", vals)
         counter = get_counter(op)
         if counter is None and isinstance(op, keras.layers.Layer) and _sublayers(op):
-            return self.trace(op, prefix, vals, node=node)
+            try:
+                return self.trace(op, prefix, vals, node=node)
+            except Exception as e:  # an untraceable block is reported, not fatal
+                self.warnings.append(
+                    f"{prefix}{op.name} ({type(op).__name__}): its sublayers could not be "
+                    f"traced ({type(e).__name__}: {e}); counted as one unknown layer"
+                )
         if out_specs is None:
-            out_specs = keras.tree.flatten(op.compute_output_spec(*args, **kwargs))
+            try:
+                out_specs = keras.tree.flatten(op.compute_output_spec(*args, **kwargs))
+            except Exception as e:
+                raise ValueError(
+                    f"Cannot infer the output shape of layer {prefix}{op.name!s} "
+                    f"({type(op).__name__}) for the requested `input_shape`: "
+                    f"{type(e).__name__}: {e}"
+                ) from None
         return self.count(op, prefix, vals, out_specs, counter, in_shapes)
 
     def count(self, op, prefix, vals, out_specs, counter, in_shapes=None):

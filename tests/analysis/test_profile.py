@@ -630,3 +630,31 @@ def test_sequential_and_channels_first():
     assert (records["pool"].receptive_field, records["pool"].jump) == ("5", "4")
     assert records["gap"].receptive_field == "global"
     assert result.params == model.count_params()
+
+
+class _Untraceable(keras.layers.Layer):
+    """A block whose call cannot run on symbolic tensors (it needs a concrete value)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = L.Dense(2)
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+
+    def call(self, x):
+        if float(tf.reduce_sum(x)) > 0:  # fails on graph tensors
+            return self.inner(x)
+        return self.inner(-x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:-1] + (2,)
+
+
+def test_untraceable_block_is_reported_not_fatal():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, _Untraceable(name="odd")(inputs))
+    with pytest.warns(UserWarning, match="could not be traced"):
+        result = profile(model)
+    assert result.unknown_layers == ["odd"]
+    assert result.params == model.count_params()
