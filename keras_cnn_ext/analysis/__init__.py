@@ -5,7 +5,13 @@
 counters for new layer types.
 """
 
-from keras_cnn_ext.analysis.counters import Geometry, LayerCost, get_counter, register_counter
+from keras_cnn_ext.analysis.counters import (
+    Geometry,
+    LayerCost,
+    get_counter,
+    register_counter,
+    unregister_counter,
+)
 from keras_cnn_ext.analysis.formulas import (
     conv_macs,
     conv_output_size,
@@ -39,4 +45,5 @@ __all__ = [
     "register_counter",
     "separable_conv_params",
     "separable_param_ratio",
+    "unregister_counter",
 ]
