@@ -31,15 +31,22 @@ IMAGES = (32, 64, 64, 3)
 FEATURES = (32, 56, 56, 64)
 
 
-def median_ms(fn, repeats, warmup=2):
+def interleaved_medians(fns, repeats, warmup=1):
+    """Median milliseconds of each callable, timed in turn within every repeat.
+
+    The machine is shared, so load changes during a run: interleaving exposes ours and the
+    peer to the same load instead of timing one after the other.
+    """
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for fn, bucket in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            bucket.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(bucket) for bucket in times]
 
 
 def cases():
@@ -90,7 +97,8 @@ def cases():
     ]
 
 
-def pipeline_ms(layer, x, steps, repeats):
+def pipeline_fn(layer, x, steps):
+    """Iterates `steps` batches of a pipeline that maps `layer` (training mode) over `x`."""
     ds = tf.data.Dataset.from_tensors(x).repeat()
     if layer is not None:
         ds = ds.map(lambda t: layer(t, training=True), num_parallel_calls=None)
@@ -100,17 +108,16 @@ def pipeline_ms(layer, x, steps, repeats):
         for _ in ds:
             pass
 
-    return median_ms(run, repeats, warmup=1) / steps
+    return run
 
 
-def forward_ms(layer, x, jit, repeats):
-    if layer is None:
-        return "-"
+def forward_fn(layer, x, jit):
     fn = tf.function(lambda t: layer(t, training=True), jit_compile=jit)
     try:
-        return median_ms(lambda: fn(x).numpy(), repeats)
+        fn(x)
     except Exception as e:  # a peer failing under XLA is a result, not a crash
         return f"fails: {type(e).__name__}"
+    return lambda: fn(x).numpy()
 
 
 def fmt(value):
@@ -122,7 +129,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
-    repeats = args.repeats or (3 if args.quick else 7)
+    repeats = args.repeats or (3 if args.quick else 5)
     steps = 5 if args.quick else 20
 
     rng = np.random.default_rng(0)
@@ -130,22 +137,28 @@ def main():
         IMAGES: tf.constant(rng.uniform(0, 255, IMAGES).astype("float32")),
         FEATURES: tf.constant(rng.normal(size=FEATURES).astype("float32")),
     }
-    rows = []
+    fns, slots = [], []
     for _group, name, shape, make in cases():
         x = tensors[shape]
         layer = None if make is None else make()
         if layer is not None:
             layer(x[:1], training=False)  # build outside the timed code
-        rows.append(
-            (
-                f"{'x'.join(map(str, shape))}",
-                name,
-                pipeline_ms(layer, x, steps, repeats),
-                forward_ms(layer, x, False, repeats),
-                forward_ms(layer, x, True, repeats),
-            )
-        )
-        print(" | ".join(fmt(v) for v in rows[-1]), flush=True)
+        row = [f"{'x'.join(map(str, shape))}", name]
+        fns.append(pipeline_fn(layer, x, steps))
+        row.append(len(fns) - 1)
+        for jit in (False, True):
+            fn = "-" if layer is None else forward_fn(layer, x, jit)
+            if callable(fn):
+                fns.append(fn)
+                fn = len(fns) - 1
+            row.append(fn)
+        slots.append(row)
+    medians = interleaved_medians(fns, repeats)
+    rows = []
+    for row in slots:
+        pipeline = medians[row[2]] / steps
+        forward = [medians[v] if isinstance(v, int) else v for v in row[3:]]
+        rows.append((row[0], row[1], pipeline, *forward))
 
     header = (
         "| input | layer (training mode) | tf.data ms/batch | fwd tf.function ms | fwd XLA ms |\n"
@@ -154,9 +167,12 @@ def main():
     table = header + "".join("| " + " | ".join(fmt(v) for v in row) + " |\n" for row in rows)
     note = (
         f"\nTF {tf.__version__}, Keras {keras.__version__}, CPU ({os.cpu_count()} cores shared "
-        f"with other jobs: figures are noisy). Median of {repeats} repeats; tf.data: {steps} "
-        "batches per repeat, no prefetch, sequential map. The 'no ...' rows are the pipeline's "
-        "own cost (a batch from `from_tensors(...).repeat()`).\n"
+        "with other jobs: figures are noisy). Median of "
+        f"{repeats} repeats, all cases interleaved within each repeat; tf.data: {steps} batches "
+        "per repeat, no prefetch, sequential map. The 'no ...' rows are the pipeline's own cost "
+        "(a batch from `from_tensors(...).repeat()`). Keras' Dropout/SpatialDropout2D draw with "
+        "`stateless_dropout`'s default algorithm ('auto_select'), which XLA on CPU runs ~70x "
+        "slower than the Philox our layers name (keras_cnn_ext.utils.STATELESS_RNG_ALG).\n"
     )
     print()
     print(table + note)
