@@ -218,3 +218,28 @@ def test_builder_checks(build, check):
     shape = (16, 16, 3) if build == "resnet20" else (32, 32, 3)
     x, y = classification_data(shape, 3)
     run_builder_check(check, model_fn, x, y, "categorical_crossentropy")
+
+
+@pytest.mark.parametrize(
+    "head_pooling, needs",
+    [
+        ("max", None),
+        ("adaptive_avg", "AdaptiveAveragePooling2D"),
+        ("adaptive_max", "AdaptiveMaxPooling2D"),
+        ("fractional", "FractionalMaxPooling2D"),
+    ],
+)
+def test_head_poolings(head_pooling, needs):
+    import keras_cnn_ext.layers as ext_layers
+
+    if needs and not hasattr(ext_layers, needs):
+        pytest.skip(f"{needs} is not in this checkout yet")
+    model = ResNet20(input_shape=(16, 16, 3), classes=4, head_pooling=head_pooling)
+    reference = ResNet20(input_shape=(16, 16, 3), classes=4)
+    assert model.count_params() == reference.count_params()
+    x = np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype("float32")
+    reference.set_weights(model.get_weights())
+    y = model(x, training=False)
+    assert y.shape == (2, 4)
+    if head_pooling == "adaptive_avg":  # a 1x1 adaptive average is the global average
+        np.testing.assert_allclose(y, reference(x, training=False), atol=1e-6)
