@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from keras_cnn_ext.models.common import (
+    FLATTEN_HEAD_POOLINGS,
     LRN,
     Conv,
     Pool,
@@ -89,6 +90,7 @@ def AlexNet(
     width_multiplier=1.0,
     fc_units=ALEXNET_FC,
     dropout=0.5,
+    head_pooling=None,
 ):
     """Builds AlexNet: five convolutions, three overlapping 3x3/2 max poolings, three dense layers.
 
@@ -121,6 +123,9 @@ def AlexNet(
         width_multiplier: scales the convolution filters. Default 1.
         fc_units: the hidden dense layers. Default `(4096, 4096)`.
         dropout: dropout after each hidden dense layer. Default 0.5 (the paper's).
+        head_pooling: `None` (flatten the feature map: needs a static input size), or
+            `"adaptive_avg"`/`"adaptive_max"`: adaptive pooling to 6x6 before flattening (as
+            torchvision's AlexNet), so any input size gives the published parameter count.
 
     Input shape:
         `(batch, height, width, 3)` (channels last).
@@ -140,6 +145,7 @@ def AlexNet(
         pooling=pooling,
         classes=classes,
         dropout=dropout,
+        head_pooling=(head_pooling, FLATTEN_HEAD_POOLINGS),
         variant=(variant, ALEXNET_VARIANTS),
     )
     check_multiplier(width_multiplier, "width_multiplier")
@@ -150,7 +156,7 @@ def AlexNet(
         input_shape,
         default_shape=config["default_shape"],
         stages=stack_stages(table),
-        require_static=include_top,
+        require_static=include_top and head_pooling is None,
     )
     x = conv_stack(
         inputs,
@@ -170,5 +176,7 @@ def AlexNet(
         hidden_units=tuple(fc_units),
         hidden_activation=activation,
         flatten=True,
+        head_pooling=head_pooling,
+        head_size=(6, 6),
     )
     return finalize_model(inputs, outputs, name=name, weights=weights)

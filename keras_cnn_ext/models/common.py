@@ -40,6 +40,7 @@ from keras_cnn_ext.layers.local_response_normalization import LocalResponseNorma
 from keras_cnn_ext.utils import check_rate, make_divisible, normalize_data_format
 
 POOLINGS = (None, "avg", "max")
+FLATTEN_HEAD_POOLINGS = (None, "adaptive_avg", "adaptive_max")
 WEIGHTS_SUFFIXES = (".weights.h5", ".keras")
 
 
@@ -271,6 +272,8 @@ def classifier_head(
     hidden_activation="relu",
     flatten=False,
     top_pooling="avg",
+    head_pooling=None,
+    head_size=None,
     data_format=None,
     prefix="",
 ):
@@ -291,6 +294,10 @@ def classifier_head(
         hidden_activation: their activation; a name or a callable. Default `"relu"`.
         flatten: flatten the feature map instead of pooling it (VGG, AlexNet, LeNet).
         top_pooling: the global pooling used by the classifier when not `flatten`.
+        head_pooling: with `flatten`, an adaptive pooling to `head_size` before flattening
+            (`"adaptive_avg"` as torchvision's AlexNet/VGG, or `"adaptive_max"`), so the
+            classifier fits any input size; `None` flattens the feature map as it is.
+        head_size: the `(height, width)` of `head_pooling`'s output.
         data_format: the feature map's layout; default Keras' global setting.
         prefix: a prefix for the layer names.
     """
@@ -303,6 +310,10 @@ def classifier_head(
         if pooling is None:
             return x
         return global_pools[pooling](data_format=data_format, name=f"{prefix}{pooling}_pool")(x)
+    if flatten and head_pooling is not None:
+        x = create_pooling(
+            head_pooling, output_size=head_size, data_format=data_format, name=f"{prefix}head_pool"
+        )(x)
     if flatten:
         x = keras.layers.Flatten(data_format=data_format, name=f"{prefix}flatten")(x)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from keras_cnn_ext.models.common import (
+    FLATTEN_HEAD_POOLINGS,
     Conv,
     Pool,
     check_multiplier,
@@ -45,6 +46,7 @@ def LeNet5(
     norm=None,
     width_multiplier=1.0,
     dropout=0.0,
+    head_pooling=None,
 ):
     """Builds LeNet-5: conv 6@5x5 -> pool -> conv 16@5x5 -> pool -> FC120 -> FC84 -> FC`classes`.
 
@@ -66,6 +68,9 @@ def LeNet5(
         norm: normalisation after each convolution (`None` or `"batch"`). Default `None`.
         width_multiplier: scales the convolution filters. Default 1.
         dropout: dropout rate after the hidden dense layers. Default 0.
+        head_pooling: `None` (flatten the feature map: needs a static input size), or
+            `"adaptive_avg"`/`"adaptive_max"`: adaptive pooling to 5x5 before flattening,
+            so any input size gives the same classifier.
 
     Input shape:
         `(batch, height, width, channels)` (channels last), at least 16x16 with `"valid"`
@@ -86,6 +91,7 @@ def LeNet5(
         pooling=pooling,
         classes=classes,
         dropout=dropout,
+        head_pooling=(head_pooling, FLATTEN_HEAD_POOLINGS),
         variant=(variant, LENET5_VARIANTS),
         padding=(padding, ("valid", "same")),
     )
@@ -101,7 +107,7 @@ def LeNet5(
         input_shape,
         default_shape=(32, 32, 1),
         stages=stack_stages(table),
-        require_static=include_top,
+        require_static=include_top and head_pooling is None,
     )
     x = conv_stack(
         inputs,
@@ -121,5 +127,7 @@ def LeNet5(
         hidden_units=LENET5_FC,
         hidden_activation=config["activation"],
         flatten=True,
+        head_pooling=head_pooling,
+        head_size=(5, 5),
     )
     return finalize_model(inputs, outputs, name=name, weights=weights)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from keras_cnn_ext.models.common import (
+    FLATTEN_HEAD_POOLINGS,
     Conv,
     Pool,
     check_multiplier,
@@ -52,6 +53,7 @@ def VGG(
     width_multiplier=1.0,
     fc_units=VGG_FC,
     dropout=0.5,
+    head_pooling=None,
 ):
     """Builds a VGG network of the given depth (11, 13, 16 or 19 weight layers).
 
@@ -75,6 +77,9 @@ def VGG(
         fc_units: the hidden dense layers of the classifier. Default `(4096, 4096)`.
         dropout: dropout rate after the hidden dense layers (the paper's 0.5; inactive at
             inference, so outputs match keras.applications').
+        head_pooling: `None` (flatten the feature map: needs a static input size), or
+            `"adaptive_avg"`/`"adaptive_max"`: adaptive pooling to 7x7 before flattening (as
+            torchvision's VGG), so any input size gives the full-size classifier.
 
     Input shape:
         `(batch, height, width, 3)` (channels last).
@@ -94,6 +99,7 @@ def VGG(
         pooling=pooling,
         classes=classes,
         dropout=dropout,
+        head_pooling=(head_pooling, FLATTEN_HEAD_POOLINGS),
         depth=(depth, VGG_CONFIGS),
     )
     check_multiplier(width_multiplier, "width_multiplier")
@@ -105,7 +111,7 @@ def VGG(
         input_shape,
         default_shape=(224, 224, 3),
         stages=stack_stages(table),
-        require_static=include_top,
+        require_static=include_top and head_pooling is None,
     )
     x = conv_stack(
         inputs,
@@ -125,6 +131,8 @@ def VGG(
         hidden_units=tuple(fc_units),
         hidden_activation=activation,
         flatten=True,
+        head_pooling=head_pooling,
+        head_size=(7, 7),
     )
     if name is None:
         name = f"vgg{depth}_bn" if norm is not None else f"vgg{depth}"

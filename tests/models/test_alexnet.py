@@ -87,8 +87,15 @@ X, Y = classification_data((67, 67, 3), 4)
 @pytest.mark.parametrize("check", BUILDER_CHECKS)
 def test_builder_checks(check, variant):
     def build():
+        # The torchvision variant with its adaptive 6x6 head: it upsamples the 1x1 feature map.
+        head = "adaptive_avg" if variant == "torchvision" else None
         return AlexNet(
-            variant, input_shape=(67, 67, 3), classes=4, width_multiplier=0.125, fc_units=(16, 16)
+            variant,
+            input_shape=(67, 67, 3),
+            classes=4,
+            width_multiplier=0.125,
+            fc_units=(16, 16),
+            head_pooling=head,
         )
 
     run_builder_check(check, build, X, Y, "categorical_crossentropy")
@@ -110,3 +117,11 @@ def test_local_response_normalization_placement():
         AlexNet("torchvision", input_shape=(67, 67, 3), fc_units=(8, 8)),
     ):
         assert not any(layer.name.endswith("_lrn") for layer in model.layers)
+
+
+def test_adaptive_head_keeps_the_published_count_for_any_size():
+    model = AlexNet("torchvision", head_pooling="adaptive_avg", input_shape=(100, 90, 3))
+    assert model.count_params() == PUBLISHED["torchvision"]
+    assert model.get_layer("head_pool").output.shape == (None, 6, 6, 256)
+    with pytest.raises(ValueError, match="`head_pooling` must be one of"):
+        AlexNet(head_pooling="avg")

@@ -48,6 +48,12 @@ def test_overrides_and_norm():
     assert model.count_params() == 61_706 + 4 * (6 + 16)
 
 
+def test_adaptive_head():
+    model = LeNet5(head_pooling="adaptive_max", input_shape=(40, 40, 1))
+    assert model.count_params() == 61_706
+    assert LeNet5(head_pooling="adaptive_avg").input_shape == (None, None, None, 1)
+
+
 def test_features_without_top():
     assert LeNet5(include_top=False, input_shape=(32, 32, 1)).output_shape == (None, 5, 5, 16)
     assert LeNet5(include_top=False, pooling="avg").output_shape == (None, 16)

@@ -74,6 +74,15 @@ def test_options():
     assert get_builder("VGG-16") is VGG16
 
 
+def test_adaptive_head_accepts_any_size():
+    model = VGG(11, head_pooling="adaptive_avg", classes=3, fc_units=(8,))
+    assert model.input_shape == (None, None, None, 3)
+    assert model.get_layer("fc1").kernel.shape == (7 * 7 * 512, 8)
+    for size in (32, 48):
+        x = np.zeros((1, size, size, 3), "float32")
+        assert model(x).shape == (1, 3)
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match=r"`depth` must be one of \(11, 13, 16, 19\)"):
         VGG(12)
