@@ -54,6 +54,16 @@ def test_structure_and_options():
     assert get_builder("mobilenet") is MobileNetV1
 
 
+def test_weights_file_loads_into_nested_blocks(tmp_path):
+    model = MobileNetV1(input_shape=(32, 32, 3), alpha=0.25, classes=3)
+    _randomize(model)
+    path = str(tmp_path / "mobilenet.weights.h5")
+    model.save_weights(path)
+    loaded = MobileNetV1(input_shape=(32, 32, 3), alpha=0.25, classes=3, weights=path)
+    x = np.random.default_rng(2).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="`conv_dw_12`.*minimum input size is 31x31"):
         MobileNetV1(input_shape=(30, 30, 3))
