@@ -99,8 +99,6 @@ def _pool_axis(x, axis, out_size, mode):
     if static is not None and static % out_size == 0:
         window = static // out_size
         return reduce(tf.reshape(x, _split_axis(shape, axis, [out_size, window])), axis=axis + 1)
-    if mode == "avg" and static is not None and AVG_STATIC == "gather":
-        return _avg_axis_static(x, axis, static, out_size)
     if mode == "avg":
         matrix = _averaging_matrix(in_size, out_size, x.dtype)
         if axis == 3:
@@ -120,53 +118,57 @@ def _pool_axis(x, axis, out_size, mode):
     return tf.reduce_max(y, axis=axis + 1)
 
 
-AVG_STATIC = "gather"
-
-
-def _avg_axis_static(x, axis, in_size, out_size):
-    """Average-pools one axis of static size by gathering windows; gathers in the gradient too.
-
-    Windows are padded by repeating their last row, so the padded sum over-counts that row
-    `length - len` times; subtracting it is cheaper than weighting the whole window tensor.
-    The gradient of bin `o` is `dy[o] / len[o]` on each of its rows, brought back to input rows
-    by D gathers (D = how many bins share a row) instead of a scatter.
-    """
+def _bins_of_rows(in_size, out_size):
+    """`(D, in)` table: the bins holding each input row (at most D), `out_size` where fewer."""
     starts, ends = adaptive_bins(in_size, out_size)
-    lengths = ends - starts
-    idx, back, length = _max_plan(in_size, out_size)
-    bins, offsets = np.divmod(back, length)
-    # A row's padding-slot entries (it is in fewer than D bins) read the zero row `out_size`.
-    back_bins = np.where(offsets < lengths[bins], bins, out_size)
-    extra = length - lengths
-    bcast = [1, 1, 1, 1]
-    bcast[axis] = out_size
-    inv_len = tf.reshape(tf.constant(1.0 / lengths, x.dtype), bcast)
-    extra_t = tf.reshape(tf.constant(extra, x.dtype), bcast)
+    rows = np.arange(in_size)
+    member = (rows >= starts[:, None]) & (rows < ends[:, None])  # (out, in)
+    row, bins = np.nonzero(member.T)  # sorted by row, then bin
+    rank = np.arange(len(row)) - np.searchsorted(row, row)
+    table = np.full((int(member.sum(0).max()), in_size), out_size)
+    table[rank, row] = bins
+    return table
+
+
+def _spread_back(dy, axis, in_size, out_size):
+    """Adjoint of summing each bin of `axis`: every input row gets the sum of its bins' `dy`.
+
+    D gathers from the small tensor (plus a zero row for rows in fewer than D bins) instead of
+    a scatter or XLA's AvgPoolGrad, which is very slow for strided overlapping windows.
+    """
+    table = _bins_of_rows(in_size, out_size)
+    pad = tf.unstack(tf.shape(dy))
+    pad[axis] = 1
+    dy = tf.concat([dy, tf.zeros(tf.stack(pad), dy.dtype)], axis=axis)
+    dx = tf.gather(dy, table[0], axis=axis)
+    for bins in table[1:]:
+        dx += tf.gather(dy, bins, axis=axis)
+    return dx
+
+
+def _with_average_gradient(forward, sizes, output_size):
+    """Wraps an NHWC average pooling of static `sizes` with the separable gather gradient."""
+    pooled = [
+        (a, n, m) for a, n, m in zip((1, 2), sizes, output_size, strict=True) if m not in (None, n)
+    ]
+    inv_area = np.ones((1, 1, 1, 1))
+    for a, n, m in pooled:
+        starts, ends = adaptive_bins(n, m)
+        inv_area = inv_area * (1.0 / (ends - starts)).reshape(
+            [1, m, 1, 1] if a == 1 else [1, 1, m, 1]
+        )
 
     @tf.custom_gradient
     def pool(x):
-        shape = tf.shape(x)
-        windows = tf.reshape(
-            tf.gather(x, idx, axis=axis), _split_axis(shape, axis, [out_size, length])
-        )
-        total = tf.reduce_sum(windows, axis=axis + 1)
-        if extra.any():
-            total -= extra_t * tf.gather(x, ends - 1, axis=axis)
-        y = total * inv_len
-
         def grad(dy):
-            dy = dy * inv_len
-            pad = tf.unstack(tf.shape(dy))
-            pad[axis] = 1
-            dy = tf.concat([dy, tf.zeros(tf.stack(pad), dy.dtype)], axis=axis)
-            dx = tf.gather(dy, back_bins[0], axis=axis)
-            for rows in back_bins[1:]:
-                dx += tf.gather(dy, rows, axis=axis)
-            return dx
+            dy = dy * tf.constant(inv_area, dy.dtype)
+            for a, n, m in pooled[::-1]:
+                dy = _spread_back(dy, a, n, m)
+            return dy
 
-        return y, grad
+        return forward(x), grad
 
-    return pool(x)
+    return pool
 
 
 def _max_plan(in_size, out_size):
@@ -186,12 +188,10 @@ def _max_plan(in_size, out_size):
     idx = np.minimum(starts[:, None] + offsets, ends[:, None] - 1)
     padded = np.argwhere(offsets >= lengths[:, None])[0]
     zero_slot = padded[0] * length + padded[1]
-    rows = np.arange(in_size)
-    member = (rows >= starts[:, None]) & (rows < ends[:, None])  # (out, in)
-    row, bins = np.nonzero(member.T)  # sorted by row, then bin
-    rank = np.arange(len(row)) - np.searchsorted(row, row)
-    back = np.full((int(member.sum(0).max()), in_size), zero_slot)
-    back[rank, row] = bins * length + row - starts[bins]
+    table = _bins_of_rows(in_size, out_size)
+    valid = table < out_size
+    bins = np.minimum(table, out_size - 1)
+    back = np.where(valid, bins * length + np.arange(in_size) - starts[bins], zero_slot)
     return idx.reshape(-1), back, length
 
 
@@ -238,23 +238,100 @@ def _check_args(x, output_size, data_format):
     return x, output_size, data_format
 
 
+MAX_RUNS = 4  # more runs than this: one gather (max) or matmul (average) per axis instead
+
+
+def _runs(in_size, out_size):
+    """Splits the bins of an axis into runs that one strided pooling window covers.
+
+    A run is `(start, step, length, count)`: `count` consecutive bins of the same `length`
+    whose starts are `step` apart. When `out` divides `in` there is one run; 64 -> 7 is one run
+    (window 10, step 9); 63 -> 32 two (`[0, 2)`, then windows of 3 every 2 rows). Built in NumPy
+    when tracing; the graph gets one pooling op per run.
+    """
+    starts, ends = adaptive_bins(in_size, out_size)
+    lengths = ends - starts
+    runs = []
+    first = 0
+    while first < out_size:
+        count = 1
+        step = int(starts[first + 1] - starts[first]) if first + 1 < out_size else 1
+        while (
+            step > 0
+            and first + count < out_size
+            and lengths[first + count] == lengths[first]
+            and starts[first + count] - starts[first + count - 1] == step
+        ):
+            count += 1
+        runs.append((int(starts[first]), step if count > 1 else 1, int(lengths[first]), count))
+        first += count
+    return runs
+
+
+def _pool_runs(x, axis, runs, mode):
+    """Pools axis 1 or 2 of an NHWC tensor with one strided pooling op per run (see `_runs`).
+
+    `tf.nn.max_pool2d`/`avg_pool2d` and their gradients (MaxPoolGrad gives each window's
+    gradient to its first maximum, as torch) are tuned CPU kernels, TFLite builtins and ONNX ops.
+    """
+    pool = tf.nn.avg_pool2d if mode == "avg" else tf.nn.max_pool2d
+    pieces = []
+    for start, step, length, count in runs:
+        stop = start + (count - 1) * step + length
+        piece = x[:, start:stop] if axis == 1 else x[:, :, start:stop]
+        window = (length, 1) if axis == 1 else (1, length)
+        strides = (step, 1) if axis == 1 else (1, step)
+        pieces.append(pool(piece, window, strides, "VALID"))
+    return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis)
+
+
 def _adaptive_pool2d(x, output_size, data_format, mode):
     x, output_size, data_format = _check_args(x, output_size, data_format)
-    axes = (1, 2) if data_format == "channels_last" else (2, 3)
     dtype = x.dtype
     if mode == "avg" and dtype in (tf.float16, tf.bfloat16):
         # Accumulate half-precision means in float32, as torch does (opmath type).
         x = tf.cast(x, tf.float32)
-    # Pool the axis that shrinks the most first, so the second pass reads the smaller tensor.
-    shrink = [
-        (x.shape[a] or 0) / (size or x.shape[a] or 1)
-        for a, size in zip(axes, output_size, strict=True)
-    ]
-    order = [1, 0] if shrink[1] > shrink[0] else [0, 1]
-    for k in order:
-        if output_size[k] is not None:
-            x = _pool_axis(x, axes[k], output_size[k], mode)
+    axes = (1, 2) if data_format == "channels_last" else (2, 3)
+    sizes = [x.shape[a] for a in axes]
+    # Static sizes: pooling ops need NHWC on CPU; XLA and the converters fold the transposes.
+    to_nhwc = data_format == "channels_first" and None not in sizes
+    if to_nhwc:
+        x, axes = tf.transpose(x, (0, 2, 3, 1)), (1, 2)
+
+    def body(x):
+        return _pool(x, axes, sizes, output_size, mode)
+
+    if mode == "avg" and None not in sizes:
+        body = _with_average_gradient(body, sizes, output_size)
+    x = body(x)
+    if to_nhwc:
+        x = tf.transpose(x, (0, 3, 1, 2))
     return tf.cast(x, dtype)
+
+
+def _pool(x, axes, sizes, output_size, mode):
+    """The forward pooling: strided pooling ops per run when static, else per-axis fallbacks."""
+    runs = [
+        _runs(n, m) if n is not None and m is not None and n != m else None
+        for n, m in zip(sizes, output_size, strict=True)
+    ]
+    if all(r is None or len(r) == 1 for r in runs) and None not in sizes:
+        # One strided window per axis: a single 2-D pooling op (64 -> 7, divisible sizes, 1x1).
+        (h0, sh, kh, ch), (w0, sw, kw, cw) = (
+            r[0] if r else (0, 1, 1, n) for r, n in zip(runs, sizes, strict=True)
+        )
+        x = x[:, h0 : h0 + (ch - 1) * sh + kh, w0 : w0 + (cw - 1) * sw + kw]
+        pool = tf.nn.avg_pool2d if mode == "avg" else tf.nn.max_pool2d
+        x = pool(x, (kh, kw), (sh, sw), "VALID")
+    else:
+        # Pool the axis that shrinks the most first, so the second pass reads less.
+        shrink = [(n or 0) / (m or n or 1) for n, m in zip(sizes, output_size, strict=True)]
+        for k in [1, 0] if shrink[1] > shrink[0] else [0, 1]:
+            if runs[k] is not None and len(runs[k]) <= MAX_RUNS and axes == (1, 2):
+                x = _pool_runs(x, axes[k], runs[k], mode)
+            elif output_size[k] is not None:
+                x = _pool_axis(x, axes[k], output_size[k], mode)
+    return x
 
 
 def adaptive_avg_pool2d(x, output_size, data_format="channels_last"):
