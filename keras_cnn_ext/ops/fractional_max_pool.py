@@ -1,0 +1,484 @@
+"""Fractional max pooling (Graham, 2014) with TensorFlow's semantics, XLA-safe and exportable.
+
+TensorFlow's `tf.nn.fractional_max_pool` has CPU kernels only, cannot be compiled with XLA and does
+not convert to TFLite or ONNX. This op computes the same thing from `tf.gather` and `tf.maximum`:
+
+* the pooling sequences follow `tensorflow/core/kernels/fractional_pool_common.cc` (output length
+  `floor(N / ratio)` in float32, pseudo-random `a_i = ceil(alpha * (i + u))` with TF's bound on
+  `u`, or a random permutation of `k`/`k + 1` steps), one pair of sequences per call shared by the
+  whole batch and all channels, returned like TF's and accepted back so a user can reuse them;
+* the max over a rectangle is separable: first along the width (each column window), then along
+  the height. Along one axis a window has at most `k + 2` elements, so the max is a short chain of
+  `tf.maximum` over `tf.gather`s of the window's `t`-th element (clamped to the window's end);
+* the gradient (a `tf.custom_gradient`) routes each output's gradient to the first maximum of its
+  window in row-major order, as TF's `FractionalMaxPoolGrad` does, summing where overlapping
+  windows share an input. It is written as gathers (each input position belongs to at most two
+  windows), never as a scatter. Given the same sequences, output and gradient equal TF's exactly.
+
+When the sequences are drawn in the graph (training), the pooling and its gradient run as one
+XLA-compiled function even inside a plain `tf.function`: each is a single fused loop there,
+whereas the unfused graph of gathers writes several intermediates the size of the input. When the
+sequences are known at trace time (the layer at inference), the plain ops are emitted so that
+TFLite and ONNX converters see only `Gather`/`Maximum` with constant indices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn_ext.utils import (
+    check_float_dtype,
+    check_input_rank,
+    normalize_data_format,
+    normalize_float_tuple,
+)
+
+__all__ = [
+    "fractional_max_pool2d",
+    "fractional_output_size",
+    "fractional_pooling_sequence",
+]
+
+
+# --- sizes and sequences -------------------------------------------------------------------------
+
+
+def fractional_output_size(input_size, pooling_ratio):
+    """Returns `floor(input_size / pooling_ratio)` computed in float32, as TensorFlow does.
+
+    TF's kernel and shape function divide an int32 size by the float32 ratio, so e.g.
+    `fractional_output_size(3, 1.5)` is 2 and borderline ratios round like TF's.
+
+    Args:
+        input_size: a Python int (or `None`, returned as `None`) or an integer tensor.
+        pooling_ratio: a Python float > 1.
+    """
+    if input_size is None:
+        return None
+    ratio = np.float32(pooling_ratio)
+    if isinstance(input_size, (int, np.integer)):
+        return int(math.floor(np.float32(input_size) / ratio))
+    size = tf.cast(input_size, tf.float32) / tf.constant(ratio, tf.float32)
+    return tf.cast(tf.floor(size), tf.int32)
+
+
+def _max_step(pooling_ratio):
+    """Upper bound on a sequence step `k + 1` for any input length, from the ratio alone.
+
+    `alpha = N / floor(N / r) < 2r` for every `N >= r` (float32 rounding only makes the divisor
+    larger), so `k = floor(alpha) <= ceil(2r) - 1`; TF's rules give steps in `[k - 1, k + 1]`.
+    """
+    return int(math.ceil(2.0 * float(np.float32(pooling_ratio))))
+
+
+def _ceil_div_exact(numerator_int, v, denominator):
+    """`ceil((numerator_int + v) / denominator)` for int32 tensors and a float32 `v >= 0`.
+
+    The float division is only an estimate; two integer comparisons against `v` make the result
+    exact for that float32 `v`, so the sequence never breaks TF's step bounds through rounding.
+    """
+    n_f = tf.cast(denominator, tf.float32)
+    c = tf.cast(tf.math.ceil((tf.cast(numerator_int, tf.float32) + v) / n_f), tf.int32)
+    too_big = tf.cast((c - 1) * denominator - numerator_int, tf.float32) >= v
+    c = tf.where(too_big, c - 1, c)
+    too_small = tf.cast(c * denominator - numerator_int, tf.float32) < v
+    return tf.where(too_small, c + 1, c)
+
+
+def fractional_pooling_sequence(input_size, output_size, seed, pseudo_random=True):
+    """Draws one pooling sequence with TensorFlow's rules, in the graph, from a stateless seed.
+
+    Returns the `output_size + 1` boundaries `0 = s_0 < s_1 < ... < s_n = input_size` (int64), as
+    `tf.nn.fractional_max_pool` returns them. With `alpha = N / n` and `k = floor(alpha)`:
+
+    * pseudo-random: `s_i = ceil(alpha * (i + u)) - 1` for `0 < i < n`, `u` uniform in
+      `[0, min((k + 2) / alpha - 1, (N + 1 - k) / alpha - (n - 1)))` (TF's bound keeping every
+      step in `[k - 1, k + 1]`);
+    * random: `N mod n` steps of `k + 1` and the rest `k`, in a uniformly random order.
+
+    The random numbers are not TensorFlow's (TF's kernel uses its own Philox stream), but the
+    distribution and the rules are. Works under XLA and with sizes known only at run time.
+
+    Args:
+        input_size: int or int32 scalar tensor `N >= 1`.
+        output_size: int or int32 scalar tensor `1 <= n <= N`.
+        seed: a `(2,)` integer tensor for `tf.random.stateless_*`.
+        pseudo_random: pseudo-random (default) or random sequence.
+    """
+    big_n = tf.cast(input_size, tf.int32)
+    # Clamped so that a zero output size (already rejected where sizes are static) cannot divide
+    # by zero at run time; the asserts in the op report it where assertions run.
+    n = tf.maximum(tf.cast(output_size, tf.int32), 1)
+    k = big_n // n
+    seed = tf.cast(seed, tf.int32)
+    if pseudo_random:
+        # Work with v = u * N: both bounds on u times N are integers, so only v is a float.
+        v_max = tf.minimum((k + 2) * n - big_n, (big_n + 1 - k) * n - (n - 1) * big_n)
+        v = tf.random.stateless_uniform([], seed, dtype=tf.float32) * tf.cast(v_max, tf.float32)
+        i = tf.range(1, n, dtype=tf.int32)
+        # ceil(alpha * (i + u)) = ceil((N * i + v) / n) = q + ceil((r + v) / n), N * i = q * n + r.
+        q = (big_n * i) // n
+        r = (big_n * i) - q * n
+        inner = q + _ceil_div_exact(r, v, n) - 1
+        sequence = tf.concat([[0], inner, [big_n]], axis=0)
+    else:
+        keys = tf.random.stateless_uniform([n], seed, dtype=tf.float32)
+        ranks = tf.argsort(tf.argsort(keys, stable=True), stable=True)
+        steps = k + tf.cast(ranks < big_n - k * n, tf.int32)
+        sequence = tf.concat([[0], tf.cumsum(steps)], axis=0)
+    return tf.cast(sequence, tf.int64)
+
+
+def _seed_pair(seed):
+    """Two independent `(2,)` int32 seeds (rows, columns) from `seed` (None, int or tensor)."""
+    if seed is None:
+        seed = tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int32)
+    elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        seed = tf.constant([int(seed), 0], tf.int32)
+    seed = tf.cast(seed, tf.int32)
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    return seeds[0], seeds[1]
+
+
+# --- the pooling ---------------------------------------------------------------------------------
+
+
+def _static_sequence(sequence):
+    """The sequence as a NumPy int64 vector when it is known at trace time, else `None`."""
+    if sequence is None:
+        return None
+    if isinstance(sequence, (list, tuple, np.ndarray)):
+        return np.asarray(sequence, dtype=np.int64)
+    value = tf.get_static_value(sequence)
+    return None if value is None else np.asarray(value, dtype=np.int64)
+
+
+def _check_static_sequence(seq, input_size, output_size, name, overlapping):
+    """Validates a user sequence known at trace time; returns its largest window length."""
+    if seq.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D sequence of ints. Received shape {seq.shape}")
+    if output_size is not None and seq.shape[0] != output_size + 1:
+        raise ValueError(
+            f"`{name}` must have output size + 1 = {output_size + 1} entries (the output size "
+            f"is floor(input size / pooling_ratio)). Received {seq.shape[0]} entries: {seq.tolist()}"
+        )
+    if seq.shape[0] < 2 or seq[0] != 0 or np.any(np.diff(seq) < 1):
+        raise ValueError(
+            f"`{name}` must start at 0 and strictly increase (as returned by "
+            f"`tf.nn.fractional_max_pool`). Received: {seq.tolist()}"
+        )
+    if input_size is not None and seq[-1] != input_size:
+        raise ValueError(
+            f"`{name}` must end at the input size {input_size}. Received: {seq.tolist()}"
+        )
+    return int(np.max(np.diff(seq))) + int(overlapping)
+
+
+def _windows(sequence, input_size, overlapping, max_len):
+    """Index vectors of one axis: the `t`-th element of every window, clamped to its end.
+
+    Window `i` is `[s_i, s_{i+1} - 1]`, or `[s_i, s_{i+1}]` when overlapping, cut at the input's
+    end (TF's `min(end, N - 1)`). Out-of-range user values are clamped so a gather never fails.
+    Returns `(indices, start)`.
+    """
+    seq = tf.cast(sequence, tf.int32)
+    last = tf.cast(input_size, tf.int32) - 1
+    start = tf.clip_by_value(seq[:-1], 0, tf.maximum(last, 0))
+    end = tf.minimum(seq[1:] - 1 + int(overlapping), last)
+    end = tf.clip_by_value(end, start, start + (max_len - 1))
+    indices = [tf.minimum(start + t, end) for t in range(max_len)]
+    return indices, start
+
+
+def _along(vector, axis):
+    """Reshapes a 1-D vector to broadcast along `axis` of a rank-4 tensor."""
+    shape = [1, 1, 1, 1]
+    shape[axis] = -1
+    return tf.reshape(vector, shape)
+
+
+def _stage_forward(x, indices, axis):
+    y = tf.gather(x, indices[0], axis=axis)
+    for index in indices[1:]:
+        y = tf.maximum(y, tf.gather(x, index, axis=axis))
+    return y
+
+
+def _pool_forward(x, row_seq, col_seq, overlapping, max_rows, max_cols, h_axis):
+    w_axis = h_axis + 1
+    cols, _ = _windows(col_seq, tf.shape(x)[w_axis], overlapping, max_cols)
+    rows, _ = _windows(row_seq, tf.shape(x)[h_axis], overlapping, max_rows)
+    return _stage_forward(_stage_forward(x, cols, w_axis), rows, h_axis)
+
+
+def _first_max_code(x, z, row_seq, col_seq, overlapping, max_rows, max_cols, h_axis):
+    """`h * width + w` of the first maximum of every window in row-major order (TF's argmax).
+
+    TF scans a window row by row and replaces its candidate only on a strictly larger value, so
+    its argmax is the first match in row-major order: scanning the offsets backwards and keeping
+    every match leaves that one. Offsets clamped past a window's end repeat its last row/column,
+    which comes earlier in that order, so they never win.
+    """
+    w_axis = h_axis + 1
+    width = tf.shape(x)[w_axis]
+    cols, _ = _windows(col_seq, width, overlapping, max_cols)
+    rows, _ = _windows(row_seq, tf.shape(x)[h_axis], overlapping, max_rows)
+    code = None
+    for row in reversed(rows):
+        x_rows = tf.gather(x, row, axis=h_axis)
+        for col in reversed(cols):
+            candidate = _along(row, h_axis) * width + _along(col, w_axis)
+            if code is None:
+                code = tf.broadcast_to(candidate, tf.shape(z))
+            else:
+                code = tf.where(tf.gather(x_rows, col, axis=w_axis) == z, candidate, code)
+    return _materialize(code)
+
+
+def _materialize(x):
+    """Makes XLA write `x` to memory instead of fusing it into each consumer.
+
+    An identity scatter (max with the smallest int at one element): XLA never fuses a scatter
+    into its consumers, while it would copy the argmax search into each of the four gathers that
+    read it and redo it per read (its optimisation barrier is removed before fusion on CPU).
+    """
+    corner = tf.zeros([1, 4], tf.int32)
+    return tf.tensor_scatter_nd_max(x, corner, tf.fill([1], tf.constant(np.iinfo(np.int32).min)))
+
+
+def _owners(start, size, overlapping):
+    """The windows that may hold each position, earlier first, as `(index, valid)` pairs.
+
+    Position `p` lies in `own(p)`, the last window starting at or before it, and when windows
+    overlap possibly also in `own(p) - 1`, whose last element it is.
+    """
+    positions = tf.range(size, dtype=tf.int32)
+    own = tf.reduce_sum(tf.cast(start[None, :] <= positions[:, None], tf.int32), axis=1) - 1
+    owners = [(tf.maximum(own, 0), own >= 0)]
+    if overlapping:
+        owners.insert(0, (tf.maximum(own - 1, 0), own >= 1))
+    return owners
+
+
+def _route_gradient(x, code, grad_z, row_seq, col_seq, overlapping, h_axis):
+    """Sends every output gradient to its window's first maximum, as gathers (no scatter).
+
+    An input position receives from at most 2 x 2 windows. TF adds their gradients in output
+    order ((i-1, j-1), (i-1, j), (i, j-1), (i, j)); adding them in that order keeps the float
+    result bit-identical.
+    """
+    w_axis = h_axis + 1
+    height, width = tf.shape(x)[h_axis], tf.shape(x)[w_axis]
+    _, row_start = _windows(row_seq, height, overlapping, 1)
+    _, col_start = _windows(col_seq, width, overlapping, 1)
+    position = _along(tf.range(height), h_axis) * width + _along(tf.range(width), w_axis)
+    zero = tf.zeros([], grad_z.dtype)
+    grad_x = None
+    for row_owner, row_valid in _owners(row_start, height, overlapping):
+        code_rows = tf.gather(code, row_owner, axis=h_axis)
+        grad_rows = tf.gather(grad_z, row_owner, axis=h_axis)
+        for col_owner, col_valid in _owners(col_start, width, overlapping):
+            hit = (tf.gather(code_rows, col_owner, axis=w_axis) == position) & (
+                _along(row_valid, h_axis) & _along(col_valid, w_axis)
+            )
+            term = tf.where(hit, tf.gather(grad_rows, col_owner, axis=w_axis), zero)
+            grad_x = term if grad_x is None else grad_x + term
+    return grad_x
+
+
+_XLA = {"jit_compile": True, "autograph": False}
+_pool_forward_xla = tf.function(_pool_forward, **_XLA)
+_first_max_code_xla = tf.function(_first_max_code, **_XLA)
+_route_gradient_xla = tf.function(_route_gradient, **_XLA)
+
+
+def _pool(x, row_seq, col_seq, overlapping, max_rows, max_cols, h_axis, compiled):
+    static = {"overlapping": overlapping, "h_axis": h_axis}
+    sizes = {"max_rows": max_rows, "max_cols": max_cols}
+    forward = _pool_forward_xla if compiled else _pool_forward
+
+    @tf.custom_gradient
+    def pool(inputs):
+        output = forward(inputs, row_seq, col_seq, **static, **sizes)
+
+        def grad(upstream):
+            # Always compiled: a gradient never reaches an exporter, and XLA runs each of these
+            # as a single fused loop.
+            code = _first_max_code_xla(inputs, output, row_seq, col_seq, **static, **sizes)
+            return _route_gradient_xla(inputs, code, upstream, row_seq, col_seq, **static)
+
+        return output, grad
+
+    return pool(x)
+
+
+def _resolve_sequence(
+    given, input_size, static_size, output_size, ratio, name, seed, pseudo_random, overlapping
+):
+    """Returns `(sequence tensor, max window length, static?, asserts)` for one axis."""
+    static_seq = _static_sequence(given)
+    static_out = fractional_output_size(static_size, ratio)
+    if static_seq is not None:
+        max_len = _check_static_sequence(static_seq, static_size, static_out, name, overlapping)
+        return tf.constant(static_seq, tf.int64), max_len, True, []
+    bound = static_size // static_out if static_size is not None else _max_step(ratio) - 1
+    max_len = bound + 1 + int(overlapping)
+    if given is None:
+        return (
+            fractional_pooling_sequence(input_size, output_size, seed, pseudo_random),
+            max_len,
+            False,
+            [],
+        )
+    given = tf.cast(tf.convert_to_tensor(given), tf.int64)
+    if given.shape.rank not in (None, 1):
+        raise ValueError(f"`{name}` must be a 1-D sequence of ints. Received shape {given.shape}")
+    steps = given[1:] - given[:-1]
+    asserts = [
+        tf.debugging.assert_equal(
+            given[0], tf.constant(0, tf.int64), message=f"`{name}` must start at 0"
+        ),
+        tf.debugging.assert_equal(
+            given[-1], tf.cast(input_size, tf.int64), message=f"`{name}` must end at the input size"
+        ),
+        tf.debugging.assert_positive(steps, message=f"`{name}` must strictly increase"),
+        tf.debugging.assert_less_equal(
+            steps,
+            tf.constant(max_len - int(overlapping), tf.int64),
+            message=f"`{name}` has a step longer than TF's rules allow for this pooling_ratio "
+            f"(at most {max_len - int(overlapping)})",
+        ),
+    ]
+    return given, max_len, False, asserts
+
+
+def fractional_max_pool2d(
+    x,
+    pooling_ratio,
+    pseudo_random=True,
+    overlapping=False,
+    seed=None,
+    row_pooling_sequence=None,
+    col_pooling_sequence=None,
+    data_format="channels_last",
+):
+    """Fractional max pooling over height and width, with `tf.nn.fractional_max_pool` semantics.
+
+    Graham, "Fractional Max-Pooling" (2014): the input is divided into `floor(N / ratio)` windows
+    per axis whose sizes vary between `k` and `k + 1` (`k = floor(N / n)`), so the size can shrink
+    by a non-integer factor such as sqrt(2). The boundaries come from one random sequence per axis,
+    drawn once per call and shared by the batch and the channels (TensorFlow's convention; PyTorch
+    draws per sample). Unlike TensorFlow's op this one compiles with XLA, runs with height and
+    width unknown until run time, supports float16/bfloat16, converts to TFLite builtins and ONNX
+    when the sequences are given, and has a fast gradient.
+
+    Ties: each output's gradient goes to the first maximum of its window in row-major order,
+    exactly as TF's `FractionalMaxPoolGrad`; NaN inputs are not given any particular treatment.
+
+    Args:
+        x: a rank-4 float tensor (float16, bfloat16, float32 or float64).
+        pooling_ratio: a float > 1, or a `(height_ratio, width_ratio)` pair. The output size is
+            `floor(size / ratio)` (computed in float32, like TF) and must be at least 1.
+        pseudo_random: draw pseudo-random (default) rather than random sequences.
+        overlapping: when `True`, adjacent windows share their boundary element
+            (`[s_i, s_{i+1}]` instead of `[s_i, s_{i+1} - 1]`). Defaults to `False`.
+        seed: `None` (fresh random sequences), a Python int, or a `(2,)` integer tensor for the
+            stateless random ops (what layers pass). Ignored for an axis whose sequence is given.
+        row_pooling_sequence: optional boundaries along the height, e.g. the second output of
+            `tf.nn.fractional_max_pool` or of a previous call: `n + 1` strictly increasing ints
+            from 0 to the height.
+        col_pooling_sequence: the same along the width.
+        data_format: `"channels_last"` (default) or `"channels_first"`.
+
+    Returns:
+        A tuple `(output, row_pooling_sequence, col_pooling_sequence)`, the sequences as int64.
+
+    Example:
+
+    >>> x = tf.random.normal([2, 9, 9, 3])
+    >>> y, rows, cols = fractional_max_pool2d(x, 1.5, seed=7)
+    >>> y.shape, rows.shape
+    (TensorShape([2, 6, 6, 3]), TensorShape([7]))
+    >>> y2, _, _ = fractional_max_pool2d(x, 1.5, row_pooling_sequence=rows,
+    ...                                  col_pooling_sequence=cols)
+    >>> bool(tf.reduce_all(y == y2))
+    True
+    """
+    data_format = normalize_data_format(data_format)
+    ratios = normalize_float_tuple(pooling_ratio, 2, "pooling_ratio")
+    if not all(math.isfinite(r) and r > 1.0 for r in ratios):
+        raise ValueError(
+            "`pooling_ratio` must be a number > 1 or a (height, width) pair of such numbers "
+            f"(the output size is floor(size / ratio) >= 1). Received: {pooling_ratio!r}"
+        )
+    x = tf.convert_to_tensor(x)
+    if x.shape.rank is None:
+        raise ValueError("`x` must be a rank-4 tensor; its rank is unknown at trace time.")
+    check_input_rank(x.shape, 4, "x")
+    check_float_dtype(x.dtype, "x")
+    h_axis = 1 if data_format == "channels_last" else 2
+    static_sizes = (x.shape[h_axis], x.shape[h_axis + 1])
+    for size, ratio, axis_name in zip(static_sizes, ratios, ("height", "width"), strict=True):
+        if size is not None and fractional_output_size(size, ratio) < 1:
+            raise ValueError(
+                f"`pooling_ratio` along the {axis_name} must be in (1, {size}] for an input "
+                f"{axis_name} of {size} (the output size floor({size} / ratio) must be >= 1). "
+                f"Received: {pooling_ratio!r}"
+            )
+    dynamic = tf.shape(x)
+    sizes = (dynamic[h_axis], dynamic[h_axis + 1])
+    out_sizes = [fractional_output_size(s, r) for s, r in zip(sizes, ratios, strict=True)]
+    row_seed, col_seed = (None, None)
+    if row_pooling_sequence is None or col_pooling_sequence is None:
+        row_seed, col_seed = _seed_pair(seed)
+
+    resolved = []
+    for i, (given, name, axis_seed) in enumerate(
+        (
+            (row_pooling_sequence, "row_pooling_sequence", row_seed),
+            (col_pooling_sequence, "col_pooling_sequence", col_seed),
+        )
+    ):
+        resolved.append(
+            _resolve_sequence(
+                given,
+                sizes[i],
+                static_sizes[i],
+                out_sizes[i],
+                ratios[i],
+                name,
+                axis_seed,
+                pseudo_random,
+                overlapping,
+            )
+        )
+    (row_seq, max_rows, row_static, row_asserts), (col_seq, max_cols, col_static, col_asserts) = (
+        resolved
+    )
+    asserts = row_asserts + col_asserts
+    if not (row_static and col_static):
+        asserts += [
+            tf.debugging.assert_positive(
+                o,
+                message="`pooling_ratio` leaves an output size of 0 for this input: it must "
+                "be at most the input's height/width",
+            )
+            for o, s in zip(out_sizes, static_sizes, strict=True)
+            if s is None
+        ]
+    with tf.control_dependencies(asserts):
+        x = tf.identity(x) if asserts else x
+    output = _pool(
+        x,
+        row_seq,
+        col_seq,
+        bool(overlapping),
+        max_rows,
+        max_cols,
+        h_axis,
+        compiled=not (row_static and col_static),
+    )
+    return output, row_seq, col_seq
