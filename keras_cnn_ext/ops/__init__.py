@@ -11,5 +11,10 @@ from keras_cnn_ext.ops.attention import (  # noqa: F401
 from keras_cnn_ext.ops.drop_path import drop_path, drop_path_rates  # noqa: F401
 from keras_cnn_ext.ops.dropblock import drop_block_2d, dropblock_gamma  # noqa: F401
 from keras_cnn_ext.ops.erasing import box_mask, cutout, random_erasing  # noqa: F401
+from keras_cnn_ext.ops.fractional_max_pool import (  # noqa: F401
+    fractional_max_pool2d,
+    fractional_output_size,
+    fractional_pooling_sequence,
+)
 from keras_cnn_ext.ops.grouped_conv import grouped_conv2d  # noqa: F401
 from keras_cnn_ext.ops.local_response_norm import local_response_normalization  # noqa: F401
