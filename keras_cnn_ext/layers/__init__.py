@@ -31,3 +31,4 @@ from keras_cnn_ext.layers.adaptive_pooling import (  # noqa: E402,F401
 from keras_cnn_ext.layers.local_response_normalization import (  # noqa: E402,F401
     LocalResponseNormalization,
 )
+from keras_cnn_ext.layers.fractional_max_pooling import FractionalMaxPooling2D  # noqa: E402,F401
