@@ -4,6 +4,7 @@ Subcommands live in `SUBCOMMANDS`, a dict of name -> (help, add_arguments, run):
 function that declares its arguments, a function that runs it and returns an exit code, and one
 dict entry.
 
+    keras-cnn-ext demo --epochs 3
     keras-cnn-ext summary keras.applications.ResNet50
     keras-cnn-ext summary vgg16 --input-shape 64,64,3 --batch-size 8
     keras-cnn-ext summary path/to/model.keras --json
@@ -162,7 +163,39 @@ def _run_summary(args):
     return 0
 
 
+def _add_demo_arguments(parser):
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
+    parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--output-dir", default=None, help="where demo.keras is kept (default: a temporary folder)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress bars")
+
+
+def _run_demo(args):
+    from keras_cnn_ext.demo import run_demo
+
+    try:
+        results = run_demo(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            output_dir=args.output_dir,
+            verbose=0 if args.quiet else 2,
+        )
+    except (ValueError, ImportError) as e:
+        raise CLIError(str(e)) from None
+    return 0 if results["reload_matches"] else 1
+
+
 SUBCOMMANDS = {
+    "demo": (
+        "train a small conv net built from keras_cnn_ext layers on 5,000 real MNIST digits, "
+        "profile it, save and reload it",
+        _add_demo_arguments,
+        _run_demo,
+    ),
     "summary": (
         "parameters, MACs/FLOPs, activation memory and receptive field, layer by layer",
         _add_summary_arguments,
