@@ -1,0 +1,163 @@
+"""Adaptive average/max pooling: keras_cnn_ext vs keras.layers.Adaptive*Pooling2D vs torch.
+
+Forward and forward+backward medians (ms) on a float32 batch of 32 x 64 x 64 x 64 (channels_last
+for TF, NCHW for torch), for plain `tf.function` and `jit_compile=True`. Writes
+`benchmarks/results/adaptive_pool.md`.
+
+Usage: python benchmarks/adaptive_pool.py [--quick] [--repeats N]
+
+Keras' `AdaptiveMaxPooling2D((1, 1))` kills the process with SIGFPE, so it is not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn_ext.ops import adaptive_avg_pool2d, adaptive_max_pool2d
+
+CASES = [(64, 7), (64, 1), (63, 32), (64, 32)]
+QUICK_CASES = [(64, 7), (64, 1), (63, 32)]
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "adaptive_pool.md")
+
+
+def median_ms(fn, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def tf_timers(pool, x, jit):
+    """(forward, forward+backward) callables for `pool`, an `x -> y` function."""
+    forward = tf.function(pool, jit_compile=jit)
+
+    @tf.function(jit_compile=jit)
+    def backward(t):
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            y = pool(t)
+        return tape.gradient(y, t, output_gradients=tf.ones_like(y))
+
+    return (lambda: forward(x).numpy()), (lambda: backward(x).numpy())
+
+
+def torch_timers(mode, x_np, out):
+    import torch
+
+    fn = getattr(torch.nn.functional, f"adaptive_{mode}_pool2d")
+    x = torch.tensor(np.transpose(x_np, (0, 3, 1, 2)).copy())
+
+    def forward():
+        with torch.no_grad():
+            fn(x, out)
+
+    def backward():
+        t = x.detach().requires_grad_(True)
+        y = fn(t, out)
+        y.backward(torch.ones_like(y))
+
+    return forward, backward
+
+
+def fmt(value):
+    return value if isinstance(value, str) else f"{value:.1f}"
+
+
+def measure(timers, repeats):
+    try:
+        return tuple(median_ms(t, repeats) for t in timers())
+    except Exception as e:  # a peer failing is a result, not a crash of the benchmark
+        return (f"error: {type(e).__name__}",) * 2
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer cases and repeats")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--modes", default="avg,max", help="comma-separated: avg, max")
+    args = parser.parse_args()
+    repeats = args.repeats or (5 if args.quick else 15)
+    cases = QUICK_CASES if args.quick else CASES
+    modes = args.modes.split(",")
+    try:
+        import torch  # noqa: F401
+
+        have_torch = True
+    except ImportError:
+        have_torch = False
+
+    rng = np.random.default_rng(0)
+    ours = {"avg": adaptive_avg_pool2d, "max": adaptive_max_pool2d}
+    peers = {"avg": keras.layers.AdaptiveAveragePooling2D, "max": keras.layers.AdaptiveMaxPooling2D}
+    rows = []
+    for mode in modes:
+        for size, out in cases:
+            x_np = rng.standard_normal((32, size, size, 64)).astype(np.float32)
+            x = tf.constant(x_np)
+            row = [f"{mode} {size}->{out}"]
+            for jit in (False, True):
+                row += measure(
+                    lambda jit=jit, out=out, mode=mode, x=x: tf_timers(
+                        lambda t: ours[mode](t, out), x, jit
+                    ),
+                    repeats,
+                )
+            for jit in (False, True):
+                if mode == "max" and out == 1:
+                    row += ["not run (SIGFPE)"] * 2
+                    continue
+                layer = peers[mode](out)
+                row += measure(lambda jit=jit, layer=layer, x=x: tf_timers(layer, x, jit), repeats)
+            if have_torch:
+                row += measure(
+                    lambda mode=mode, x_np=x_np, out=out: torch_timers(mode, x_np, out), repeats
+                )
+            else:
+                row += ["n/a", "n/a"]
+            rows.append(row)
+            print(" | ".join(fmt(v) for v in row), flush=True)
+            # Written after every row: a slow peer on a busy machine still leaves a table.
+            table = markdown(rows, repeats, have_torch)
+            if not args.no_write:
+                os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+                with open(RESULTS, "w") as f:
+                    f.write(table + "\n")
+    print(table)
+
+
+def markdown(rows, repeats, have_torch):
+    header = (
+        "| case | ours fwd | ours fwd+bwd | ours XLA fwd | ours XLA fwd+bwd "
+        "| Keras fwd | Keras fwd+bwd | Keras XLA fwd | Keras XLA fwd+bwd | torch fwd | torch fwd+bwd |"
+    )
+    lines = [
+        f"Adaptive pooling, batch 32 x S x S x 64 float32, median of {repeats} runs (ms); "
+        f"TF {tf.__version__}, Keras {keras.__version__}"
+        + (f", torch {__import__('torch').__version__}" if have_torch else "")
+        + f", {os.cpu_count()} CPU cores (shared machine: figures are noisy).",
+        "",
+        header,
+        "|" + "---|" * 11,
+        *("| " + " | ".join(fmt(v) for v in row) + " |" for row in rows),
+        "",
+        "Keras' AdaptiveMaxPooling2D((1, 1)) is not run: it has killed the process with SIGFPE "
+        "(here it raises inside tf.function). Keras' average (1, 1) raises 'Negative dimension "
+        "size' inside tf.function (the ValueError shown).",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
