@@ -87,9 +87,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--modes", default="avg,max", help="comma-separated: avg, max")
+    parser.add_argument("--cases", default=None, help="comma-separated in:out pairs, e.g. 63:32")
     args = parser.parse_args()
     repeats = args.repeats or (5 if args.quick else 15)
     cases = QUICK_CASES if args.quick else CASES
+    if args.cases:
+        cases = [tuple(int(v) for v in case.split(":")) for case in args.cases.split(",")]
     modes = args.modes.split(",")
     try:
         import torch  # noqa: F401

@@ -2,17 +2,20 @@
 
 Bin `i` of an axis of length `n` pooled to `m` spans `[floor(i * n / m), ceil((i + 1) * n / m))`
 (ATen `AdaptivePooling.h`). Both poolings are separable: pooling the height axis and then the
-width axis gives the same result as pooling each 2-D bin, so each axis is handled on its own:
+width axis gives the same result as pooling each 2-D bin.
 
-- `m == n` is the identity and `m == 1` a plain reduction;
-- `n % m == 0` (static sizes) is a reshape and a reduction over the window axis;
-- otherwise the average is a matmul with a small `(m, n)` averaging matrix, and the max gathers
-  every bin's rows padded to the longest bin (padding repeats a row of the same bin, which leaves
-  the max unchanged) and reduces them.
+Static sizes: the bins of an axis split into a few runs of equal length and equal start step
+(`_runs`: one run for 64 -> 7, for divisible sizes and for 1x1), each of which is one strided
+`max_pool2d`/`avg_pool2d` window; when both axes are single runs the whole op is one pooling op.
+Averages get a gather-based gradient (XLA's AvgPoolGrad is very slow for strided windows).
+Otherwise, and for sizes unknown until run time (bins from `tf.shape`, which XLA turns into
+compile-time constants), each axis is pooled on its own: `m == n` is the identity, `m == 1` a
+reduction, `n % m == 0` a reshape and reduction; the average is a matmul with a small `(m, n)`
+averaging matrix, and the max gathers every bin's rows padded to the longest bin (padding
+repeats a row of the same bin, which leaves the max unchanged) and reduces them.
 
-Sizes unknown until run time take the general path, with bins computed from `tf.shape`; under
-XLA these shape expressions become compile-time constants. All ops used (MatMul, GatherV2,
-Reshape, Mean/Max/Sum) are TFLite builtins and standard ONNX ops.
+All ops used (pooling, StridedSlice, Concat, Transpose, MatMul, GatherV2, Reshape, reductions)
+are TFLite builtins and standard ONNX ops.
 """
 
 from __future__ import annotations
