@@ -125,7 +125,7 @@ class FractionalMaxPooling2D(keras.layers.Layer):
         # Drawn eagerly at trace time with the same stateless ops (and seeds) as the op's
         # in-graph path, then embedded as constants.
         with tf.init_scope():
-            seeds = tf.random.experimental.stateless_split(self._inference_seed(), 2)
+            seeds = tf.random.experimental.stateless_split(self._inference_seed(), 2, alg="philox")
             return tuple(
                 np.asarray(
                     fractional_pooling_sequence(

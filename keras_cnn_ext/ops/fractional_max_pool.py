@@ -36,6 +36,13 @@ from keras_cnn_ext.utils import (
     normalize_float_tuple,
 )
 
+# TF's stateless generators draw different numbers under XLA than in its CPU kernels (even with
+# an explicit algorithm), while the layer relies on eager, graph and XLA runs drawing the same
+# fixed inference regions; `_uniform` below is a small counter-based hash that is bit-identical
+# everywhere. `stateless_split` itself agrees across them and is kept for seed derivation.
+_ALG = "philox"
+_MASK = 0xFFFFFFFF
+
 __all__ = [
     "fractional_max_pool2d",
     "fractional_output_size",
@@ -88,6 +95,22 @@ def _ceil_div_exact(numerator_int, v, denominator):
     return tf.where(too_small, c + 1, c)
 
 
+def _uniform(seed, count):
+    """`count` floats uniform in [0, 1) from a `(2,)` int seed: a stateless counter-based hash.
+
+    The `lowbias32` integer finaliser (Wellons) over `(seed, counter)`, in int64 arithmetic
+    masked to 32 bits so that every backend (CPU kernels, XLA on CPU/GPU/TPU) computes the same
+    bits.
+    """
+    seed = tf.cast(seed, tf.int64) & _MASK
+    state = (tf.range(count, dtype=tf.int64) * 0x9E3779B1 + seed[0] * 0x85EBCA77) & _MASK
+    state = (state ^ seed[1]) & _MASK
+    for shift, factor in ((16, 0x7FEB352D), (15, 0x846CA68B)):
+        state = ((state ^ tf.bitwise.right_shift(state, shift)) * factor) & _MASK
+    state = state ^ tf.bitwise.right_shift(state, 16)
+    return tf.cast(tf.bitwise.right_shift(state, 8), tf.float32) * (1.0 / (1 << 24))
+
+
 def fractional_pooling_sequence(input_size, output_size, seed, pseudo_random=True):
     """Draws one pooling sequence with TensorFlow's rules, in the graph, from a stateless seed.
 
@@ -100,7 +123,7 @@ def fractional_pooling_sequence(input_size, output_size, seed, pseudo_random=Tru
     * random: `N mod n` steps of `k + 1` and the rest `k`, in a uniformly random order.
 
     The random numbers are not TensorFlow's (TF's kernel uses its own Philox stream), but the
-    distribution and the rules are. Works under XLA and with sizes known only at run time.
+    distribution and the rules are; they are the same in eager, graph and XLA runs. Works under XLA and with sizes known only at run time.
 
     Args:
         input_size: int or int32 scalar tensor `N >= 1`.
@@ -117,7 +140,7 @@ def fractional_pooling_sequence(input_size, output_size, seed, pseudo_random=Tru
     if pseudo_random:
         # Work with v = u * N: both bounds on u times N are integers, so only v is a float.
         v_max = tf.minimum((k + 2) * n - big_n, (big_n + 1 - k) * n - (n - 1) * big_n)
-        v = tf.random.stateless_uniform([], seed, dtype=tf.float32) * tf.cast(v_max, tf.float32)
+        v = _uniform(seed, 1)[0] * tf.cast(v_max, tf.float32)
         i = tf.range(1, n, dtype=tf.int32)
         # ceil(alpha * (i + u)) = ceil((N * i + v) / n) = q + ceil((r + v) / n), N * i = q * n + r.
         q = (big_n * i) // n
@@ -125,7 +148,7 @@ def fractional_pooling_sequence(input_size, output_size, seed, pseudo_random=Tru
         inner = q + _ceil_div_exact(r, v, n) - 1
         sequence = tf.concat([[0], inner, [big_n]], axis=0)
     else:
-        keys = tf.random.stateless_uniform([n], seed, dtype=tf.float32)
+        keys = _uniform(seed, n)
         ranks = tf.argsort(tf.argsort(keys, stable=True), stable=True)
         steps = k + tf.cast(ranks < big_n - k * n, tf.int32)
         sequence = tf.concat([[0], tf.cumsum(steps)], axis=0)
@@ -139,7 +162,7 @@ def _seed_pair(seed):
     elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         seed = tf.constant([int(seed), 0], tf.int32)
     seed = tf.cast(seed, tf.int32)
-    seeds = tf.random.experimental.stateless_split(seed, 2)
+    seeds = tf.random.experimental.stateless_split(seed, 2, alg=_ALG)
     return seeds[0], seeds[1]
 
 
