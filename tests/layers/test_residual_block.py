@@ -18,7 +18,7 @@ SPECS = {
         input_shape=(2, 6, 6, 8),
         expected_output_shape=(2, 3, 3, 16),
         random=True,
-        gradient_input_shape=(1, 4, 4, 8),
+        gradient_input_shape=(1, 3, 3, 8),
     ),
     # Pre-activation basic block with option-A (zero-padded) shortcut and dilation.
     "basic_v2_zero_pad": LayerSpec(
@@ -33,7 +33,7 @@ SPECS = {
         input_shape=(2, 6, 6, 8),
         expected_output_shape=(2, 6, 6, 12),
         training_changes_output=True,
-        gradient_input_shape=(1, 5, 5, 8),
+        gradient_input_shape=(1, 3, 3, 8),
     ),
 }
 
