@@ -264,12 +264,13 @@ def _first_max_code(x, z, row_seq, col_seq, overlapping, max_rows, max_cols, h_a
 def _materialize(x):
     """Makes XLA write `x` to memory instead of fusing it into each consumer.
 
-    An identity scatter (max with the smallest int at one element): XLA never fuses a scatter
-    into its consumers, while it would copy the argmax search into each of the four gathers that
-    read it and redo it per read (its optimisation barrier is removed before fusion on CPU).
+    An identity scatter (max with the dtype's lowest value at one element; XLA's max keeps NaN):
+    XLA never fuses a scatter into its consumers, whereas it would copy e.g. the argmax search
+    into each of the four gathers that read it and redo it per read (its optimisation barrier is
+    removed before fusion on CPU). Only used inside compiled functions.
     """
     corner = tf.zeros([1, 4], tf.int32)
-    return tf.tensor_scatter_nd_max(x, corner, tf.fill([1], tf.constant(np.iinfo(np.int32).min)))
+    return tf.tensor_scatter_nd_max(x, corner, tf.fill([1], x.dtype.min))
 
 
 def _owners(start, size, overlapping):
