@@ -261,16 +261,17 @@ def _first_max_code(x, z, row_seq, col_seq, overlapping, max_rows, max_cols, h_a
     return _materialize(code)
 
 
-def _materialize(x):
-    """Makes XLA write `x` to memory instead of fusing it into each consumer.
+def _materialize(code):
+    """Makes XLA write the (non-negative) argmax codes to memory instead of fusing them.
 
-    An identity scatter (max with the dtype's lowest value at one element; XLA's max keeps NaN):
-    XLA never fuses a scatter into its consumers, whereas it would copy e.g. the argmax search
-    into each of the four gathers that read it and redo it per read (its optimisation barrier is
-    removed before fusion on CPU). Only used inside compiled functions.
+    XLA would otherwise copy the argmax search into each of the four gathers that read it and
+    redo it per read (its optimisation barrier is removed before fusion on CPU, and identity
+    scatters are simplified away). A conditional's operand is always materialised, and XLA
+    cannot prove at compile time that the codes are non-negative, so it keeps the branch.
+    Only used inside compiled functions.
     """
-    corner = tf.zeros([1, 4], tf.int32)
-    return tf.tensor_scatter_nd_max(x, corner, tf.fill([1], x.dtype.min))
+    keep = tf.reduce_all(tf.reshape(code, [-1])[:1] >= 0)
+    return tf.cond(keep, lambda: code, lambda: tf.zeros_like(code))
 
 
 def _owners(start, size, overlapping):
