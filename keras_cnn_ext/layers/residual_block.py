@@ -185,7 +185,8 @@ class ResidualBlock(ConvBlockBase):
             index = i + 1
             has_norm = i < last or not preact
             pad = None
-            padding = "same"
+            # 1x1 convolutions need no padding: "valid", as keras.applications writes them.
+            padding = "valid" if kernel == 1 else "same"
             if kernel > 1 and stride > 1:
                 # An explicit symmetric pad before a "valid" strided convolution (torchvision's
                 # padding=1, keras.applications v2's `_2_pad`): "same" would pad only the bottom
