@@ -12,14 +12,17 @@ not convert to TFLite or ONNX. This op computes the same thing from `tf.gather` 
   `tf.maximum` over `tf.gather`s of the window's `t`-th element (clamped to the window's end);
 * the gradient (a `tf.custom_gradient`) routes each output's gradient to the first maximum of its
   window in row-major order, as TF's `FractionalMaxPoolGrad` does, summing where overlapping
-  windows share an input. It is written as gathers (each input position belongs to at most two
-  windows), never as a scatter. Given the same sequences, output and gradient equal TF's exactly.
+  windows share an input, in TF's order so the float sums are bit-identical. It first computes
+  each window's argmax code (`h * width + w`), then gathers, for every input, the codes and
+  gradients of the at most 2 x 2 windows holding it: no scatter. Given the same sequences,
+  output and gradient equal TF's exactly.
 
-When the sequences are drawn in the graph (training), the pooling and its gradient run as one
-XLA-compiled function even inside a plain `tf.function`: each is a single fused loop there,
-whereas the unfused graph of gathers writes several intermediates the size of the input. When the
-sequences are known at trace time (the layer at inference), the plain ops are emitted so that
-TFLite and ONNX converters see only `Gather`/`Maximum` with constant indices.
+The gradient, and the forward pass when the sequences are drawn in the graph (training), run as
+XLA-compiled functions even inside a plain `tf.function` (Keras' default on CPU): each is one or
+two fused loops there, whereas the unfused graph of gathers writes several intermediates the size
+of the input. When the sequences are known at trace time (the layer at inference), the forward
+pass is emitted as plain ops so that TFLite and ONNX converters see only `Gather`/`Maximum` with
+constant indices.
 """
 
 from __future__ import annotations
