@@ -2,5 +2,7 @@
 
 __version__ = "0.1.0"
 
-from keras_cnn_ext import ops  # noqa: E402,F401
-from keras_cnn_ext import layers  # noqa: E402,F401
+from keras_cnn_ext import (
+    layers,  # noqa: E402,F401
+    ops,  # noqa: E402,F401
+)

@@ -1,4 +1,5 @@
 """Pure TensorFlow ops: XLA-safe, no Keras state."""
+
 from keras_cnn_ext.ops.adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d  # noqa: F401
 from keras_cnn_ext.ops.attention import (  # noqa: F401
     channel_attention,
