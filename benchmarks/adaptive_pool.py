@@ -13,29 +13,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
+from _timing import median_ms  # noqa: E402
 
 from keras_cnn_ext.ops import adaptive_avg_pool2d, adaptive_max_pool2d
 
 CASES = [(64, 7), (64, 1), (63, 32), (64, 32)]
 QUICK_CASES = [(64, 7), (64, 1), (63, 32)]
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "adaptive_pool.md")
-
-
-def median_ms(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def tf_timers(pool, x, jit):

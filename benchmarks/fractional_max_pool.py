@@ -14,29 +14,17 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _timing import median_ms  # noqa: E402
 
 from keras_cnn_ext.ops import fractional_max_pool2d  # noqa: E402
 
 SHAPE = (32, 64, 64, 64)
 RATIO = 1.414
-
-
-def _median_ms(fn, repeats, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def _tf_runners(x, overlapping, jit):
@@ -109,11 +97,11 @@ def main(argv=None):
         for jit in (False, True):
             for name, (fwd, bwd) in _tf_runners(x, overlapping, jit).items():
                 label = f"{name} ({'XLA' if jit else 'tf.function'})"
-                results[label] = (_median_ms(fwd, repeats), _median_ms(bwd, repeats))
+                results[label] = (median_ms(fwd, repeats), median_ms(bwd, repeats))
         torch_runners = _torch_runners(x_np, overlapping)
         if torch_runners is not None:
             results["torch FractionalMaxPool2d(2) NCHW"] = tuple(
-                _median_ms(fn, repeats) for fn in torch_runners
+                median_ms(fn, repeats) for fn in torch_runners
             )
         base_fwd, base_bwd = results["tf.nn.fractional_max_pool (tf.function)"]
         for label, (fwd, bwd) in results.items():
