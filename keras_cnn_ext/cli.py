@@ -48,11 +48,13 @@ def _call_builder(builder, input_shape, label):
         params = inspect.signature(builder).parameters
     except (TypeError, ValueError):
         params = {}
+    # Table-row builders (`resnet20`, ...) forward **kwargs to their family's builder.
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs = {}
-    if "weights" in params:
+    if "weights" in params or takes_any:
         kwargs["weights"] = None  # never download: only the architecture is needed
     if input_shape is not None:
-        if "input_shape" not in params:
+        if "input_shape" not in params and not takes_any:
             raise CLIError(f"{label} does not take an input shape; drop --input-shape.")
         kwargs["input_shape"] = input_shape
     try:

@@ -42,12 +42,15 @@ def test_summary_of_keras_applications_name(capsys):
 
 
 def test_summary_of_a_package_builder(capsys):
-    import keras_cnn_ext.models as models
-
-    if not hasattr(models, "get_builder"):
-        pytest.skip("keras_cnn_ext.models has no builder registry yet")
     assert cli.main(["summary", "lenet5"]) == 0
     assert "Params:" in capsys.readouterr().out
+
+
+def test_summary_of_a_table_row_builder_with_input_shape(capsys):
+    # `resnet20` takes **kwargs (forwarded to ResNet): --input-shape must still reach it.
+    assert cli.main(["summary", "resnet20", "--input-shape", "32,32,3"]) == 0
+    out = capsys.readouterr().out
+    assert "(1, 32, 32, 3)" in out and "Params:" in out
 
 
 @pytest.mark.parametrize(
