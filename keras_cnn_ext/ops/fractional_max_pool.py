@@ -32,6 +32,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_cnn_ext.ops._window_gradient import along, materialize, route_to_first_max
 from keras_cnn_ext.utils import (
     check_float_dtype,
     check_input_rank,
@@ -219,13 +220,6 @@ def _windows(sequence, input_size, overlapping, max_len):
     return indices, start
 
 
-def _along(vector, axis):
-    """Reshapes a 1-D vector to broadcast along `axis` of a rank-4 tensor."""
-    shape = [1, 1, 1, 1]
-    shape[axis] = -1
-    return tf.reshape(vector, shape)
-
-
 def _stage_forward(x, indices, axis):
     y = tf.gather(x, indices[0], axis=axis)
     for index in indices[1:]:
@@ -256,65 +250,19 @@ def _first_max_code(x, z, row_seq, col_seq, overlapping, max_rows, max_cols, h_a
     for row in reversed(rows):
         x_rows = tf.gather(x, row, axis=h_axis)
         for col in reversed(cols):
-            candidate = _along(row, h_axis) * width + _along(col, w_axis)
+            candidate = along(row, h_axis) * width + along(col, w_axis)
             if code is None:
                 code = tf.broadcast_to(candidate, tf.shape(z))
             else:
                 code = tf.where(tf.gather(x_rows, col, axis=w_axis) == z, candidate, code)
-    return _materialize(code)
-
-
-def _materialize(code):
-    """Makes XLA write the (non-negative) argmax codes to memory instead of fusing them.
-
-    XLA would otherwise copy the argmax search into each of the four gathers that read it and
-    redo it per read (its optimisation barrier is removed before fusion on CPU, and identity
-    scatters are simplified away). A conditional's operand is always materialised, and XLA
-    cannot prove at compile time that the codes are non-negative, so it keeps the branch.
-    Only used inside compiled functions.
-    """
-    keep = tf.reduce_all(tf.reshape(code, [-1])[:1] >= 0)
-    return tf.cond(keep, lambda: code, lambda: tf.zeros_like(code))
-
-
-def _owners(start, size, overlapping):
-    """The windows that may hold each position, earlier first, as `(index, valid)` pairs.
-
-    Position `p` lies in `own(p)`, the last window starting at or before it, and when windows
-    overlap possibly also in `own(p) - 1`, whose last element it is.
-    """
-    positions = tf.range(size, dtype=tf.int32)
-    own = tf.reduce_sum(tf.cast(start[None, :] <= positions[:, None], tf.int32), axis=1) - 1
-    owners = [(tf.maximum(own, 0), own >= 0)]
-    if overlapping:
-        owners.insert(0, (tf.maximum(own - 1, 0), own >= 1))
-    return owners
+    return materialize(code)
 
 
 def _route_gradient(x, code, grad_z, row_seq, col_seq, overlapping, h_axis):
-    """Sends every output gradient to its window's first maximum, as gathers (no scatter).
-
-    An input position receives from at most 2 x 2 windows. TF adds their gradients in output
-    order ((i-1, j-1), (i-1, j), (i, j-1), (i, j)); adding them in that order keeps the float
-    result bit-identical.
-    """
-    w_axis = h_axis + 1
-    height, width = tf.shape(x)[h_axis], tf.shape(x)[w_axis]
-    _, row_start = _windows(row_seq, height, overlapping, 1)
-    _, col_start = _windows(col_seq, width, overlapping, 1)
-    position = _along(tf.range(height), h_axis) * width + _along(tf.range(width), w_axis)
-    zero = tf.zeros([], grad_z.dtype)
-    grad_x = None
-    for row_owner, row_valid in _owners(row_start, height, overlapping):
-        code_rows = tf.gather(code, row_owner, axis=h_axis)
-        grad_rows = tf.gather(grad_z, row_owner, axis=h_axis)
-        for col_owner, col_valid in _owners(col_start, width, overlapping):
-            hit = (tf.gather(code_rows, col_owner, axis=w_axis) == position) & (
-                _along(row_valid, h_axis) & _along(col_valid, w_axis)
-            )
-            term = tf.where(hit, tf.gather(grad_rows, col_owner, axis=w_axis), zero)
-            grad_x = term if grad_x is None else grad_x + term
-    return grad_x
+    """Sends every output gradient to its window's first maximum (`route_to_first_max`)."""
+    _, row_start = _windows(row_seq, tf.shape(x)[h_axis], overlapping, 1)
+    _, col_start = _windows(col_seq, tf.shape(x)[h_axis + 1], overlapping, 1)
+    return route_to_first_max(x, code, grad_z, row_start, col_start, overlapping, h_axis)
 
 
 _XLA = {"jit_compile": True, "autograph": False}
