@@ -170,3 +170,18 @@ def replica_seed(seed):
 # 16 s for 6.4M uniforms (32x56x56x64) against 0.24 s with Philox named explicitly (TF 2.21).
 # (XLA's Philox stream is not bit-identical to the TF kernel's: same seed, different masks.)
 STATELESS_RNG_ALG = "philox"
+
+
+def in_xla_context():
+    """Whether the op being traced will be compiled by XLA (`tf.function(jit_compile=True)`).
+
+    Ops use it to pick between formulations that are exact in both cases but fast in only one
+    (TF's CPU kernels against XLA's fusions). TF exposes this only privately; if that moves, the
+    answer is `False`, which costs speed under XLA, never correctness.
+    """
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except (ImportError, AttributeError):  # pragma: no cover - a TF that moved the helper
+        return False

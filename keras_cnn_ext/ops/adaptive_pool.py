@@ -20,12 +20,16 @@ are TFLite builtins and standard ONNX ops.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
+from keras_cnn_ext.ops._window_gradient import along, materialize, route_to_first_max
 from keras_cnn_ext.utils import (
     check_float_dtype,
     check_input_rank,
+    in_xla_context,
     normalize_data_format,
     normalize_tuple,
 )
@@ -95,7 +99,7 @@ def _pool_axis(x, axis, out_size, mode):
     in_size = static if static is not None else tf.shape(x)[axis]
     if static is not None and static == out_size:
         return x
-    reduce = tf.reduce_mean if mode == "avg" else tf.reduce_max
+    reduce = tf.reduce_mean if mode == "avg" else _reduce_max_first
     if out_size == 1:
         return reduce(x, axis=axis, keepdims=True)
     shape = tf.shape(x)
@@ -114,11 +118,37 @@ def _pool_axis(x, axis, out_size, mode):
         return tf.reshape(y, _split_axis(shape, axis, [out_size]))
     if static is not None:
         return _max_axis_static(x, axis, static, out_size)
-    # Dynamic size: autodiff of gather + reduce_max is exact (ties share the gradient).
+    # Dynamic size: the gather's gradient sums back what each window's first maximum gets.
     idx, length = _gather_indices(in_size, out_size)
     y = tf.gather(x, idx, axis=axis)
     y = tf.reshape(y, _split_axis(shape, axis, [out_size, length]))
-    return tf.reduce_max(y, axis=axis + 1)
+    return _reduce_max_first(y, axis=axis + 1)
+
+
+def _reduce_max_first(x, axis, keepdims=False):
+    """`tf.reduce_max` whose gradient goes to the first maximum along `axis` (torch's rule).
+
+    TF's own splits the gradient between equal maxima, so ties (ReLU zeros, quantised inputs)
+    would give gradients that differ from torch's and from the static path's.
+    """
+    rank = x.shape.rank
+    position_shape = [1] * rank
+    position_shape[axis] = -1
+
+    @tf.custom_gradient
+    def reduce(x):
+        y = tf.reduce_max(x, axis=axis, keepdims=True)
+
+        def grad(dy):
+            size = tf.shape(x)[axis]
+            position = tf.reshape(tf.range(size), position_shape)
+            first = tf.reduce_min(tf.where(x == y, position, size), axis=axis, keepdims=True)
+            dy = dy if keepdims else tf.expand_dims(dy, axis)
+            return tf.where(position == first, dy, tf.zeros((), dy.dtype))
+
+        return (y if keepdims else tf.squeeze(y, axis)), grad
+
+    return reduce(x)
 
 
 def _bins_of_rows(in_size, out_size):
@@ -149,8 +179,14 @@ def _spread_back(dy, axis, in_size, out_size):
     return dx
 
 
-def _with_average_gradient(forward, sizes, output_size):
-    """Wraps an NHWC average pooling of static `sizes` with the separable gather gradient."""
+@functools.cache
+def _average_gradient(sizes, output_size):
+    """A compiled `dy -> dx` for average pooling static NHWC `sizes` to `output_size`.
+
+    Always compiled (a gradient never reaches an exporter): XLA fuses the scaling and the
+    gathers into one pass that writes `dx`, where TF's AvgPoolGrad is slower on CPU and XLA's
+    own is up to 30x slower for strided windows.
+    """
     pooled = [
         (a, n, m) for a, n, m in zip((1, 2), sizes, output_size, strict=True) if m not in (None, n)
     ]
@@ -161,15 +197,22 @@ def _with_average_gradient(forward, sizes, output_size):
             [1, m, 1, 1] if a == 1 else [1, 1, m, 1]
         )
 
+    def grad(dy):
+        dy = dy * tf.constant(inv_area, dy.dtype)
+        for a, n, m in pooled[::-1]:
+            dy = _spread_back(dy, a, n, m)
+        return dy
+
+    return tf.function(grad, jit_compile=True, autograph=False)
+
+
+def _with_average_gradient(forward, sizes, output_size):
+    """Wraps an NHWC average pooling of static `sizes` with the separable gather gradient."""
+    grad_fn = _average_gradient(tuple(sizes), tuple(output_size))
+
     @tf.custom_gradient
     def pool(x):
-        def grad(dy):
-            dy = dy * tf.constant(inv_area, dy.dtype)
-            for a, n, m in pooled[::-1]:
-                dy = _spread_back(dy, a, n, m)
-            return dy
-
-        return forward(x), grad
+        return forward(x), grad_fn
 
     return pool
 
@@ -288,6 +331,208 @@ def _pool_runs(x, axis, runs, mode):
     return pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis)
 
 
+def _window(in_size, out_size, padding):
+    """`(k, s)` when a `k`-wide window with stride `s` and `padding` makes exactly the bins.
+
+    `"VALID"`: bin `i` is `[i*s, i*s + k)`. `"SAME"`: TF's padding (`ceil(n / s)` outputs, the
+    smaller half of the padding on top), with windows clipped to the input, which `avg_pool2d`
+    leaves out of the count and `max_pool2d` ignores. 64 -> 7 is `(10, 9)` VALID, 63 -> 32
+    `(3, 2)` SAME, divisible sizes and `out == 1` are VALID. Upsampling never is (`None`).
+    """
+    if out_size is None or out_size == in_size:
+        return 1, 1
+    starts, ends = adaptive_bins(in_size, out_size)
+    k = int((ends - starts).max())
+    i = np.arange(out_size)
+    for s in sorted({int(d) for d in np.diff(starts) if d > 0} | {k}):
+        if padding == "VALID":
+            if (in_size - k) // s + 1 != out_size:
+                continue
+            lo, hi = i * s, i * s + k
+        else:
+            if -(-in_size // s) != out_size:
+                continue
+            top = max((out_size - 1) * s + k - in_size, 0) // 2
+            lo, hi = np.maximum(i * s - top, 0), np.minimum(i * s - top + k, in_size)
+        if np.array_equal(lo, starts) and np.array_equal(hi, ends):
+            return k, s
+    return None
+
+
+def _single_window(sizes, output_size):
+    """`(ksize, strides, padding)` of one pooling op that makes the 2-D bins, or `None`."""
+    for padding in ("VALID", "SAME"):
+        windows = [_window(n, m, padding) for n, m in zip(sizes, output_size, strict=True)]
+        if None not in windows:
+            (kh, sh), (kw, sw) = windows
+            return (kh, kw), (sh, sw), padding
+    return None
+
+
+def _global_average(x):
+    """Mean over axes 1 and 2 (NHWC) whose gradient is one broadcast.
+
+    TF's own mean gradient tiles and then divides: two full-size tensors instead of one.
+    """
+    scale = 1.0 / (x.shape[1] * x.shape[2])
+
+    @tf.custom_gradient
+    def pool(x):
+        def grad(dy):
+            return tf.broadcast_to(dy * tf.constant(scale, dy.dtype), tf.shape(x))
+
+        return tf.reduce_mean(x, axis=(1, 2), keepdims=True), grad
+
+    return pool(x)
+
+
+ROUTED_MAX_LENGTH = 16  # longest bin whose max gradient is routed by gathers (else TF's own)
+
+
+def _bin_table(in_size, out_size):
+    """`(out, L)` rows of every bin, padded to the longest bin `L` by repeating its last row."""
+    starts, ends = adaptive_bins(in_size, out_size)
+    length = int((ends - starts).max())
+    return np.minimum(starts[:, None] + np.arange(length), ends[:, None] - 1).astype(np.int32)
+
+
+def _take(x, indices, axis):
+    """`tf.gather(x, indices, axis)` for static `indices`: one strided slice when evenly spaced.
+
+    XLA copies a gather along an inner axis through a transposed buffer, where a strided slice
+    fuses into its consumer (64 -> 7: 9 ms against 34 ms for `_first_max_code`). Several slices
+    joined by a concat fuse worse than a gather (63 -> 32: 30 ms against 6 ms), so uneven
+    indices are gathered.
+    """
+    steps = np.diff(indices)
+    if len(indices) == 1 or (steps[0] > 0 and np.all(steps == steps[0])):
+        step = int(steps[0]) if len(indices) > 1 else 1
+        return x[(slice(None),) * axis + (slice(int(indices[0]), int(indices[-1]) + 1, step),)]
+    return tf.gather(x, indices, axis=axis)
+
+
+def _first_max_code(x, y, rows, cols):
+    """`h * width + w` of the first maximum, in row-major order, of every bin (NHWC, static).
+
+    Separable: each input row's maximum over every column bin and the first column holding it,
+    then, per bin, the first row whose maximum is the bin's. Offsets padded past a bin's end
+    repeat its last row/column, which comes later in that order, so they never win.
+    """
+    width = x.shape[2]
+    taken = [_take(x, cols[:, t], 2) for t in range(cols.shape[1])]
+    row_max = taken[0]
+    for values in taken[1:]:
+        row_max = tf.maximum(row_max, values)
+    first_col = None
+    for t in reversed(range(cols.shape[1])):
+        col = tf.broadcast_to(along(tf.constant(cols[:, t]), 2), tf.shape(row_max))
+        first_col = col if first_col is None else tf.where(taken[t] == row_max, col, first_col)
+    # Not materialised: XLA recomputes it per row offset, which is faster than writing it out
+    # (63 -> 32: 6 ms against 60 ms).
+    code = None
+    for t in reversed(range(rows.shape[1])):
+        row = tf.constant(rows[:, t])
+        candidate = along(row, 1) * width + _take(first_col, rows[:, t], 1)
+        hit = _take(row_max, rows[:, t], 1) == y
+        code = candidate if code is None else tf.where(hit, candidate, code)
+    return materialize(code)
+
+
+@functools.cache
+def _routed_max_gradient(height, width, out_h, out_w):
+    """A compiled `(x, y, dy) -> dx` for max pooling static sizes down to `(out_h, out_w)`.
+
+    Each output's gradient goes to the first maximum of its bin in row-major order, as torch
+    and TF's MaxPoolGrad do. It is always compiled (a gradient never reaches an exporter): XLA
+    fuses it into a pass that reads `x` and one that writes `dx`, where TF's MaxPoolGrad
+    recomputes the pooling slowly and XLA's select-and-scatter takes 3-4x as long.
+    """
+    if (out_h, out_w) == (1, 1):
+        area = height * width
+
+        def grad(x, y, dy):
+            flat = tf.reshape(x, tf.stack([-1, area, tf.shape(x)[3]]))
+            position = tf.reshape(tf.range(area), (1, area, 1))
+            peak = tf.reshape(y, tf.stack([-1, 1, tf.shape(x)[3]]))
+            first = tf.reduce_min(tf.where(flat == peak, position, area), 1, keepdims=True)
+            dx = tf.where(position == first, tf.reshape(dy, tf.shape(peak)), tf.zeros((), dy.dtype))
+            return tf.reshape(dx, tf.shape(x))
+
+    else:
+        rows, cols = _bin_table(height, out_h), _bin_table(width, out_w)
+        row_start, col_start = rows[:, 0], cols[:, 0]
+
+        def grad(x, y, dy):
+            code = _first_max_code(x, y, rows, cols)
+            return route_to_first_max(
+                x, code, dy, tf.constant(row_start), tf.constant(col_start), True, 1
+            )
+
+    return tf.function(grad, jit_compile=True, autograph=False)
+
+
+def _routes_max_gradient(sizes, output_size):
+    """Whether `_routed_max_gradient` takes these static sizes (shrinking, short bins)."""
+    if tuple(output_size) == (1, 1):
+        return True
+    return all(
+        m <= n and int(np.max(np.diff(np.stack(adaptive_bins(n, m)), axis=0))) <= ROUTED_MAX_LENGTH
+        for n, m in zip(sizes, output_size, strict=True)
+    )
+
+
+def _with_max_gradient(forward, sizes, output_size):
+    """Wraps an NHWC max pooling of static `sizes` with the routed gradient."""
+    grad_fn = _routed_max_gradient(*sizes, *output_size)
+
+    @tf.custom_gradient
+    def pool(x):
+        y = forward(x)
+
+        def grad(dy):
+            return grad_fn(x, y, dy)
+
+        return y, grad
+
+    return pool
+
+
+def _static_pool(x, sizes, output_size, mode):
+    """NHWC pooling of static spatial `sizes`, picking the fastest exact formulation.
+
+    Forward: `1 x 1` average is a mean; bins that one strided window makes
+    (`_single_window`) are one `avg_pool2d`/`max_pool2d`; other sizes take strided windows per
+    run or per-axis fallbacks (`_pool`). Gradients: the average's is the gather spread
+    (`_with_average_gradient`) or, for `1 x 1`, one broadcast; the max's is routed by gathers
+    (`_with_max_gradient`) when shrinking with bins up to `ROUTED_MAX_LENGTH` long, else TF's.
+    """
+    if mode == "avg" and tuple(output_size) == (1, 1):
+        return _global_average(x)
+    window = _single_window(sizes, output_size)
+    if window is not None:
+        ksize, strides, padding = window
+        pool = tf.nn.avg_pool2d if mode == "avg" else tf.nn.max_pool2d
+
+        def forward(x):
+            return pool(x, ksize, strides, padding)
+
+    else:
+
+        def forward(x):
+            return _pool(x, (1, 2), sizes, output_size, mode)
+
+    if mode == "avg":
+        return _with_average_gradient(forward, sizes, output_size)(x)
+    if tuple(output_size) == (1, 1) and in_xla_context():
+
+        def forward(x):  # XLA's reduce is 3x faster than its 64 x 64 reduce-window here
+            return tf.reduce_max(x, axis=(1, 2), keepdims=True)
+
+    if _routes_max_gradient(sizes, output_size):
+        forward = _with_max_gradient(forward, sizes, output_size)
+    return forward(x)
+
+
 def _adaptive_pool2d(x, output_size, data_format, mode):
     x, output_size, data_format = _check_args(x, output_size, data_format)
     dtype = x.dtype
@@ -296,46 +541,35 @@ def _adaptive_pool2d(x, output_size, data_format, mode):
         x = tf.cast(x, tf.float32)
     axes = (1, 2) if data_format == "channels_last" else (2, 3)
     sizes = [x.shape[a] for a in axes]
-    # Static sizes: pooling ops need NHWC on CPU; XLA and the converters fold the transposes.
-    to_nhwc = data_format == "channels_first" and None not in sizes
-    if to_nhwc:
-        x, axes = tf.transpose(x, (0, 2, 3, 1)), (1, 2)
-
-    def body(x):
-        return _pool(x, axes, sizes, output_size, mode)
-
-    if mode == "avg" and None not in sizes:
-        body = _with_average_gradient(body, sizes, output_size)
-    x = body(x)
-    if to_nhwc:
+    if None in sizes:
+        x = _pool(x, axes, sizes, output_size, mode)
+        return tf.cast(x, dtype)
+    output_size = [n if m is None else m for n, m in zip(sizes, output_size, strict=True)]
+    # Pooling ops need NHWC on CPU; XLA and the converters fold the transposes.
+    if data_format == "channels_first":
+        x = tf.transpose(x, (0, 2, 3, 1))
+    x = _static_pool(x, sizes, output_size, mode)
+    if data_format == "channels_first":
         x = tf.transpose(x, (0, 3, 1, 2))
     return tf.cast(x, dtype)
 
 
 def _pool(x, axes, sizes, output_size, mode):
-    """The forward pooling: strided pooling ops per run when static, else per-axis fallbacks."""
+    """Pools axis by axis: strided pooling ops per run when static, else per-axis fallbacks."""
     runs = [
         _runs(n, m) if n is not None and m is not None and n != m else None
         for n, m in zip(sizes, output_size, strict=True)
     ]
-    if all(r is None or len(r) == 1 for r in runs) and None not in sizes:
-        # One strided window per axis: a single 2-D pooling op (64 -> 7, divisible sizes, 1x1).
-        (h0, sh, kh, ch), (w0, sw, kw, cw) = (
-            r[0] if r else (0, 1, 1, n) for r, n in zip(runs, sizes, strict=True)
-        )
-        x = x[:, h0 : h0 + (ch - 1) * sh + kh, w0 : w0 + (cw - 1) * sw + kw]
-        pool = tf.nn.avg_pool2d if mode == "avg" else tf.nn.max_pool2d
-        x = pool(x, (kh, kw), (sh, sw), "VALID")
-    else:
-        # Several average runs were slow on CPU (63 -> 32: 17 s first call, then 4x the matmul).
-        max_runs = MAX_RUNS if mode == "max" else 1
-        # Pool the axis that shrinks the most first, so the second pass reads less.
-        shrink = [(n or 0) / (m or n or 1) for n, m in zip(sizes, output_size, strict=True)]
-        for k in [1, 0] if shrink[1] > shrink[0] else [0, 1]:
-            if runs[k] is not None and len(runs[k]) <= max_runs and axes == (1, 2):
-                x = _pool_runs(x, axes[k], runs[k], mode)
-            elif output_size[k] is not None:
-                x = _pool_axis(x, axes[k], output_size[k], mode)
+    # Several average runs were slow on CPU (63 -> 32: 17 s first call, then 4x the matmul).
+    max_runs = MAX_RUNS if mode == "max" else 1
+    # Average: pool the axis that shrinks the most first, so the second pass reads less. Max:
+    # the width first, so that each stage's first maximum is the first in row-major order.
+    shrink = [(n or 0) / (m or n or 1) for n, m in zip(sizes, output_size, strict=True)]
+    for k in [1, 0] if mode == "max" or shrink[1] > shrink[0] else [0, 1]:
+        if runs[k] is not None and len(runs[k]) <= max_runs and axes == (1, 2):
+            x = _pool_runs(x, axes[k], runs[k], mode)
+        elif output_size[k] is not None:
+            x = _pool_axis(x, axes[k], output_size[k], mode)
     return x
 
 

@@ -15,8 +15,9 @@ TORCH = {
     AdaptiveAveragePooling2D: torch.nn.functional.adaptive_avg_pool2d,
     AdaptiveMaxPooling2D: torch.nn.functional.adaptive_max_pool2d,
 }
-# (output_size, expected spatial output) on 7 x 9 inputs: global, non-divisible, upsampling.
-SIZES = [((1, 1), (1, 1)), ((3, 4), (3, 4)), (10, (10, 10))]
+# (output_size, expected spatial output) on 7 x 9 inputs: global, non-divisible (one VALID
+# pooling window, as 64 -> 7; one SAME window, as 63 -> 32), upsampling.
+SIZES = [((1, 1), (1, 1)), ((3, 4), (3, 4)), ((4, 5), (4, 5)), (10, (10, 10))]
 SPECS = [
     LayerSpec(
         layer_cls=cls,

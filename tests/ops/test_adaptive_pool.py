@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keras_cnn_ext.ops import adaptive_avg_pool2d, adaptive_max_pool2d
-from keras_cnn_ext.ops.adaptive_pool import adaptive_bins
+from keras_cnn_ext.ops.adaptive_pool import _single_window, _take, adaptive_bins
+from keras_cnn_ext.utils import in_xla_context
 
 torch = pytest.importorskip("torch")
 
@@ -29,6 +30,8 @@ CASES = [
     (12, 8, (4, 2)),
     (64, 64, 1),
     (63, 10, (32, 3)),
+    (5, 7, (3, 4)),  # one SAME window on both axes (like 63 -> 32)
+    (20, 9, (4, 3)),  # one VALID window, overlapping bins (like 64 -> 7)
     (9, 4, (3, None)),
     (4, 6, (None, 4)),
 ]
@@ -156,6 +159,65 @@ def test_ties_route_each_gradient_once(mode):
             ref = torch_reference(mode, x, (3, 4), upstream)[1]
             if how == "eager":
                 np.testing.assert_allclose(grad, ref)
+
+
+@pytest.mark.parametrize("how", ["eager", "function", "xla", "xla_static"])
+@pytest.mark.parametrize(
+    "h, w, output_size",
+    [(8, 8, 1), (20, 9, (4, 3)), (5, 7, (3, 4)), (63, 10, (32, 3)), (7, 5, (9, 8)), (6, 6, 6)],
+)
+def test_max_gradient_ties_match_torch(h, w, output_size, how):
+    # Small integers: most bins hold several equal maxima. Torch gives each output's gradient to
+    # the first of them in row-major order; so must every path (pooling op, runs, 1 x 1,
+    # upsampling, the routed XLA gradient).
+    x = np.round(random_input((2, h, w, 3), seed=5)).astype(np.float32)
+    ref, _ = torch_reference("max", x, output_size)
+    upstream = random_input(ref.shape, seed=6)
+    ref, ref_grad = torch_reference("max", x, output_size, upstream)
+    y, grad = run("max", x, output_size, how, upstream=upstream)
+    np.testing.assert_array_equal(y, ref.astype(np.float32))
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "sizes, output_size, expected",
+    [
+        ((64, 64), (7, 7), ((10, 10), (9, 9), "VALID")),
+        ((63, 63), (32, 32), ((3, 3), (2, 2), "SAME")),
+        ((64, 64), (1, 1), ((64, 64), (64, 64), "VALID")),
+        ((12, 8), (4, 8), ((3, 1), (3, 1), "VALID")),
+        ((5, 3), (7, 11), None),  # upsampling
+        ((10, 10), (7, 7), None),  # bins of lengths 2 and 3 at uneven steps
+    ],
+)
+def test_single_window_covers_the_benchmark_sizes(sizes, output_size, expected):
+    # The fast path: one strided pooling op whose windows are exactly torch's bins.
+    assert _single_window(sizes, output_size) == expected
+    if expected is not None:
+        (kh, kw), (sh, sw), padding = expected
+        x = random_input((1, *sizes, 2))
+        pooled = tf.nn.max_pool2d(x, (kh, kw), (sh, sw), padding).numpy()
+        np.testing.assert_array_equal(pooled, torch_reference("max", x, output_size)[0])
+
+
+def test_take_slices_even_indices_and_gathers_the_rest():
+    x = tf.reshape(tf.range(2 * 10 * 3), (1, 2, 10, 3))
+    for indices in ([0, 9], [1, 3, 5, 7], [0, 1, 3, 5], [4], [2, 2, 3]):
+        indices = np.array(indices)
+        np.testing.assert_array_equal(_take(x, indices, 2), tf.gather(x, indices, axis=2))
+
+
+def test_in_xla_context():
+    seen = []
+
+    def probe():
+        seen.append(in_xla_context())
+        return tf.constant(0)
+
+    probe()
+    tf.function(probe)()
+    tf.function(probe, jit_compile=True)()
+    assert seen == [False, False, True]
 
 
 @pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16, tf.float32, tf.float64])
