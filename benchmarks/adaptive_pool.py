@@ -17,7 +17,7 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
-from _timing import median_ms  # noqa: E402
+from _timing import median_ms, wait  # noqa: E402
 
 from keras_cnn_ext.ops import adaptive_avg_pool2d, adaptive_max_pool2d
 
@@ -26,25 +26,30 @@ QUICK_CASES = [(64, 7), (64, 1), (63, 32)]
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "adaptive_pool.md")
 
 
-def tf_timers(pool, x, jit):
-    """(forward, forward+backward) callables for `pool`, an `x -> y` function."""
+def tf_timers(pool, x, dy, jit):
+    """(forward, forward+backward) callables for `pool`, an `x -> y` function.
+
+    The upstream gradient `dy` is an argument, not `ones_like(y)`: XLA would fold a constant
+    upstream into the gradient of an average pooling, which then does not depend on `x`.
+    """
     forward = tf.function(pool, jit_compile=jit)
 
     @tf.function(jit_compile=jit)
-    def backward(t):
+    def backward(t, upstream):
         with tf.GradientTape() as tape:
             tape.watch(t)
             y = pool(t)
-        return tape.gradient(y, t, output_gradients=tf.ones_like(y))
+        return tape.gradient(y, t, output_gradients=upstream)
 
-    return (lambda: forward(x).numpy()), (lambda: backward(x).numpy())
+    return (lambda: wait(forward(x))), (lambda: wait(backward(x, dy)))
 
 
-def torch_timers(mode, x_np, out):
+def torch_timers(mode, x_np, dy_np, out):
     import torch
 
     fn = getattr(torch.nn.functional, f"adaptive_{mode}_pool2d")
     x = torch.tensor(np.transpose(x_np, (0, 3, 1, 2)).copy())
+    dy = torch.tensor(np.transpose(dy_np, (0, 3, 1, 2)).copy())
 
     def forward():
         with torch.no_grad():
@@ -52,8 +57,7 @@ def torch_timers(mode, x_np, out):
 
     def backward():
         t = x.detach().requires_grad_(True)
-        y = fn(t, out)
-        y.backward(torch.ones_like(y))
+        fn(t, out).backward(dy)
 
     return forward, backward
 
@@ -76,6 +80,7 @@ def main():
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--modes", default="avg,max", help="comma-separated: avg, max")
     parser.add_argument("--cases", default=None, help="comma-separated in:out pairs, e.g. 63:32")
+    parser.add_argument("--skip-keras", action="store_true", help="time ours and torch only")
     args = parser.parse_args()
     repeats = args.repeats or (5 if args.quick else 15)
     cases = QUICK_CASES if args.quick else CASES
@@ -97,23 +102,33 @@ def main():
         for size, out in cases:
             x_np = rng.standard_normal((32, size, size, 64)).astype(np.float32)
             x = tf.constant(x_np)
+            dy_np = rng.standard_normal((32, out, out, 64)).astype(np.float32)
+            dy = tf.constant(dy_np)
             row = [f"{mode} {size}->{out}"]
             for jit in (False, True):
                 row += measure(
-                    lambda jit=jit, out=out, mode=mode, x=x: tf_timers(
-                        lambda t: ours[mode](t, out), x, jit
+                    lambda jit=jit, out=out, mode=mode, x=x, dy=dy: tf_timers(
+                        lambda t: ours[mode](t, out), x, dy, jit
                     ),
                     repeats,
                 )
             for jit in (False, True):
+                if args.skip_keras:
+                    row += ["skipped"] * 2
+                    continue
                 if mode == "max" and out == 1:
                     row += ["not run (SIGFPE)"] * 2
                     continue
                 layer = peers[mode](out)
-                row += measure(lambda jit=jit, layer=layer, x=x: tf_timers(layer, x, jit), repeats)
+                row += measure(
+                    lambda jit=jit, layer=layer, x=x, dy=dy: tf_timers(layer, x, dy, jit), repeats
+                )
             if have_torch:
                 row += measure(
-                    lambda mode=mode, x_np=x_np, out=out: torch_timers(mode, x_np, out), repeats
+                    lambda mode=mode, x_np=x_np, dy_np=dy_np, out=out: torch_timers(
+                        mode, x_np, dy_np, out
+                    ),
+                    repeats,
                 )
             else:
                 row += ["n/a", "n/a"]

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _timing import median_ms  # noqa: E402
+from _timing import median_ms, wait  # noqa: E402
 
 from keras_cnn_ext.ops import fractional_max_pool2d  # noqa: E402
 
@@ -50,8 +50,8 @@ def _tf_runners(x, overlapping, jit):
         forward = tf.function(pool, jit_compile=jit)
         backward = tf.function(with_grad(pool), jit_compile=jit)
         runners[name] = (
-            lambda f=forward: f(x).numpy(),
-            lambda f=backward: f(x).numpy(),
+            lambda f=forward: wait(f(x)),
+            lambda f=backward: wait(f(x)),
         )
     return runners
 
