@@ -471,10 +471,8 @@ def _routed_max_gradient(height, width, out_h, out_w):
     return tf.function(grad, jit_compile=True, autograph=False)
 
 
-def _routes_max_gradient(sizes, output_size):
-    """Whether `_routed_max_gradient` takes these static sizes (shrinking, short bins)."""
-    if tuple(output_size) == (1, 1):
-        return True
+def _short_bins(sizes, output_size):
+    """Whether every axis shrinks (or keeps its size) with bins of at most `ROUTED_MAX_LENGTH`."""
     return all(
         m <= n and int(np.max(np.diff(np.stack(adaptive_bins(n, m)), axis=0))) <= ROUTED_MAX_LENGTH
         for n, m in zip(sizes, output_size, strict=True)
@@ -497,10 +495,34 @@ def _with_max_gradient(forward, sizes, output_size):
     return pool
 
 
+def _separable_average(x, sizes, output_size):
+    """Average pooling as sums of strided slices per axis (NHWC, static, shrinking axes).
+
+    Under XLA this fuses into one pass per axis; XLA's reduce-window takes about twice as long
+    on CPU (64 -> 7: 4 ms against 7 ms; torch 6 ms). Offsets padded past a bin's end are
+    masked out of the sum.
+    """
+    for axis, n, m in ((1, sizes[0], output_size[0]), (2, sizes[1], output_size[1])):
+        if n == m:
+            continue
+        starts, ends = adaptive_bins(n, m)
+        lengths = ends - starts
+        rows = _bin_table(n, m)
+        total = None
+        for t in range(rows.shape[1]):
+            values = _take(x, rows[:, t], axis)
+            if t >= lengths.min():
+                values = values * along(tf.constant(t < lengths, values.dtype), axis)
+            total = values if total is None else total + values
+        x = total * along(tf.constant(1.0 / lengths, x.dtype), axis)
+    return x
+
+
 def _static_pool(x, sizes, output_size, mode):
     """NHWC pooling of static spatial `sizes`, picking the fastest exact formulation.
 
-    Forward: `1 x 1` average is a mean; bins that one strided window makes
+    Forward: `1 x 1` average is a mean; under XLA other shrinking averages with short bins are
+    sums of slices (`_separable_average`); bins that one strided window makes
     (`_single_window`) are one `avg_pool2d`/`max_pool2d`; other sizes take strided windows per
     run or per-axis fallbacks (`_pool`). Gradients: the average's is the gather spread
     (`_with_average_gradient`) or, for `1 x 1`, one broadcast; the max's is routed by gathers
@@ -522,13 +544,18 @@ def _static_pool(x, sizes, output_size, mode):
             return _pool(x, (1, 2), sizes, output_size, mode)
 
     if mode == "avg":
+        if in_xla_context() and _short_bins(sizes, output_size):
+
+            def forward(x):
+                return _separable_average(x, sizes, output_size)
+
         return _with_average_gradient(forward, sizes, output_size)(x)
     if tuple(output_size) == (1, 1) and in_xla_context():
 
         def forward(x):  # XLA's reduce is 3x faster than its 64 x 64 reduce-window here
             return tf.reduce_max(x, axis=(1, 2), keepdims=True)
 
-    if _routes_max_gradient(sizes, output_size):
+    if tuple(output_size) == (1, 1) or _short_bins(sizes, output_size):
         forward = _with_max_gradient(forward, sizes, output_size)
     return forward(x)
 
