@@ -36,6 +36,7 @@ from keras_cnn_ext.ops._window_gradient import along, materialize, route_to_firs
 from keras_cnn_ext.utils import (
     check_float_dtype,
     check_input_rank,
+    in_xla_context,
     normalize_data_format,
     normalize_float_tuple,
 )
@@ -246,6 +247,8 @@ def _first_max_code(x, z, row_seq, col_seq, overlapping, max_rows, max_cols, h_a
     width = tf.shape(x)[w_axis]
     cols, _ = _windows(col_seq, width, overlapping, max_cols)
     rows, _ = _windows(row_seq, tf.shape(x)[h_axis], overlapping, max_rows)
+    if z is None:  # the maxima, pooled in the other order than the forward so XLA keeps both
+        z = _stage_forward(_stage_forward(x, rows, h_axis), cols, w_axis)
     code = None
     for row in reversed(rows):
         x_rows = tf.gather(x, row, axis=h_axis)
@@ -283,7 +286,11 @@ def _pool(x, row_seq, col_seq, overlapping, max_rows, max_cols, h_axis, compiled
         def grad(upstream):
             # Always compiled: a gradient never reaches an exporter, and XLA runs each of these
             # as a single fused loop.
-            code = _first_max_code_xla(inputs, output, row_seq, col_seq, **static, **sizes)
+            # Under an outer XLA compilation the search recomputes the maxima: reading the
+            # forward's output there makes XLA materialise the forward's gathers in a transposed
+            # layout (3x slower fwd+bwd when the output is also used, as in any model).
+            known = None if in_xla_context() else output
+            code = _first_max_code_xla(inputs, known, row_seq, col_seq, **static, **sizes)
             return _route_gradient_xla(inputs, code, upstream, row_seq, col_seq, **static)
 
         return output, grad
