@@ -39,7 +39,9 @@ def tf_timers(pool, x, dy, jit):
         with tf.GradientTape() as tape:
             tape.watch(t)
             y = pool(t)
-        return tape.gradient(y, t, output_gradients=upstream)
+        # y is returned too: a gradient that does not read y would otherwise let TF and XLA
+        # prune the forward pass, which torch's timer always pays for.
+        return tape.gradient(y, t, output_gradients=upstream), y
 
     return (lambda: wait(forward(x))), (lambda: wait(backward(x, dy)))
 

@@ -39,7 +39,8 @@ def _tf_runners(x, overlapping, jit):
             with tf.GradientTape() as tape:
                 tape.watch(t)
                 y = pool(t)
-            return tape.gradient(y, t, output_gradients=tf.ones_like(y))
+            # y too: a forward that the gradient does not read could be pruned otherwise.
+            return tape.gradient(y, t, output_gradients=tf.ones_like(y)), y
 
         return step
 
