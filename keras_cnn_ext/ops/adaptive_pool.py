@@ -1,21 +1,26 @@
 """Adaptive average and max pooling with PyTorch's bin rule, for any input and output size.
 
 Bin `i` of an axis of length `n` pooled to `m` spans `[floor(i * n / m), ceil((i + 1) * n / m))`
-(ATen `AdaptivePooling.h`). Both poolings are separable: pooling the height axis and then the
-width axis gives the same result as pooling each 2-D bin.
+(ATen `AdaptivePooling.h`). Both poolings are separable: pooling the width axis and then the
+height axis gives the same result as pooling each 2-D bin (and, for the max, the same first
+maximum in row-major order, which is where torch sends a tie's gradient).
 
-Static sizes: the bins of an axis split into a few runs of equal length and equal start step
-(`_runs`: one run for 64 -> 7, for divisible sizes and for 1x1), each of which is one strided
-`max_pool2d`/`avg_pool2d` window; when both axes are single runs the whole op is one pooling op.
-Averages get a gather-based gradient (XLA's AvgPoolGrad is very slow for strided windows).
-Otherwise, and for sizes unknown until run time (bins from `tf.shape`, which XLA turns into
-compile-time constants), each axis is pooled on its own: `m == n` is the identity, `m == 1` a
-reduction, `n % m == 0` a reshape and reduction; the average is a matmul with a small `(m, n)`
-averaging matrix, and the max gathers every bin's rows padded to the longest bin (padding
-repeats a row of the same bin, which leaves the max unchanged) and reduces them.
+Static sizes (`_static_pool`): a 1x1 average is a mean; bins that one strided window makes,
+VALID (64 -> 7: window 10, stride 9) or with TF's SAME padding (63 -> 32: window 3, stride 2),
+are one `avg_pool2d`/`max_pool2d`; under XLA, shrinking averages are sums of strided slices.
+Other static sizes split each axis into runs of equal length and step (`_runs`), one strided
+pooling window per run, or fall back to the per-axis forms below. Gradients run as compiled
+(nested `jit_compile=True`) functions: the average spreads each bin's gradient back with
+gathers, and the max routes it to the bin's first maximum (`ops/_window_gradient.py`).
 
-All ops used (pooling, StridedSlice, Concat, Transpose, MatMul, GatherV2, Reshape, reductions)
-are TFLite builtins and standard ONNX ops.
+Sizes unknown until run time (bins from `tf.shape`, which XLA turns into compile-time
+constants): each axis is pooled on its own. `m == n` is the identity, `m == 1` a reduction and
+`n % m == 0` a reshape and reduction; the average is a matmul with a small `(m, n)` averaging
+matrix, and the max gathers every bin's rows padded to the longest bin (padding repeats a row
+of the same bin, which leaves the max unchanged) and reduces them with a first-maximum gradient.
+
+The forward ops (pooling, StridedSlice, Concat, Transpose, MatMul, GatherV2, Reshape,
+reductions) are TFLite builtins and standard ONNX ops; gradients never reach an exporter.
 """
 
 from __future__ import annotations
