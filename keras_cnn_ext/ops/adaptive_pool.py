@@ -80,13 +80,20 @@ def _averaging_matrix(in_size, out_size, dtype):
     return tf.cast(inside, dtype) / lengths
 
 
-def _gather_indices(in_size, out_size):
-    """`(out, L)` row indices of each bin, padded to the longest bin `L` by repeating its last row."""
+def _bin_table(in_size, out_size):
+    """`(out, L)` rows of every bin, padded to the longest bin `L` by repeating its last row."""
     starts, ends = adaptive_bins(in_size, out_size)
     length = _max_bin_length(in_size, out_size)
+    return np.minimum(starts[:, None] + np.arange(length), ends[:, None] - 1).astype(np.int32)
+
+
+def _gather_indices(in_size, out_size):
+    """`_bin_table` flattened to `(out * L,)`, and `L`; `in_size` may be a scalar tensor."""
     if isinstance(in_size, int):
-        idx = np.minimum(starts[:, None] + np.arange(length), ends[:, None] - 1)
-        return tf.constant(idx.reshape(-1), tf.int32), length
+        idx = _bin_table(in_size, out_size)
+        return tf.constant(idx.reshape(-1)), idx.shape[1]
+    starts, ends = adaptive_bins(in_size, out_size)
+    length = _max_bin_length(in_size, out_size)
     idx = tf.minimum(starts[:, None] + tf.range(length), ends[:, None] - 1)
     return tf.reshape(idx, [-1]), length
 
@@ -136,24 +143,30 @@ def _reduce_max_first(x, axis, keepdims=False):
     TF's own splits the gradient between equal maxima, so ties (ReLU zeros, quantised inputs)
     would give gradients that differ from torch's and from the static path's.
     """
-    rank = x.shape.rank
-    position_shape = [1] * rank
-    position_shape[axis] = -1
 
     @tf.custom_gradient
     def reduce(x):
         y = tf.reduce_max(x, axis=axis, keepdims=True)
 
         def grad(dy):
-            size = tf.shape(x)[axis]
-            position = tf.reshape(tf.range(size), position_shape)
-            first = tf.reduce_min(tf.where(x == y, position, size), axis=axis, keepdims=True)
-            dy = dy if keepdims else tf.expand_dims(dy, axis)
-            return tf.where(position == first, dy, tf.zeros((), dy.dtype))
+            return _first_max_gradient(x, y, dy if keepdims else tf.expand_dims(dy, axis), axis)
 
         return (y if keepdims else tf.squeeze(y, axis)), grad
 
     return reduce(x)
+
+
+def _first_max_gradient(x, y, dy, axis):
+    """`dy` at the first position along `axis` where `x` equals its maximum `y`, zero elsewhere.
+
+    `y` and `dy` keep `axis` with size 1.
+    """
+    position_shape = [1] * x.shape.rank
+    position_shape[axis] = -1
+    size = tf.shape(x)[axis]
+    position = tf.reshape(tf.range(size), position_shape)
+    first = tf.reduce_min(tf.where(x == y, position, size), axis=axis, keepdims=True)
+    return tf.where(position == first, dy, tf.zeros((), dy.dtype))
 
 
 def _bins_of_rows(in_size, out_size):
@@ -347,7 +360,7 @@ def _window(in_size, out_size, padding):
     if out_size is None or out_size == in_size:
         return 1, 1
     starts, ends = adaptive_bins(in_size, out_size)
-    k = int((ends - starts).max())
+    k = _max_bin_length(in_size, out_size)
     i = np.arange(out_size)
     for s in sorted({int(d) for d in np.diff(starts) if d > 0} | {k}):
         if padding == "VALID":
@@ -392,13 +405,6 @@ def _global_average(x):
 
 
 ROUTED_MAX_LENGTH = 16  # longest bin whose max gradient is routed by gathers (else TF's own)
-
-
-def _bin_table(in_size, out_size):
-    """`(out, L)` rows of every bin, padded to the longest bin `L` by repeating its last row."""
-    starts, ends = adaptive_bins(in_size, out_size)
-    length = int((ends - starts).max())
-    return np.minimum(starts[:, None] + np.arange(length), ends[:, None] - 1).astype(np.int32)
 
 
 def _take(x, indices, axis):
@@ -457,10 +463,10 @@ def _routed_max_gradient(height, width, out_h, out_w):
 
         def grad(x, y, dy):
             flat = tf.reshape(x, tf.stack([-1, area, tf.shape(x)[3]]))
-            position = tf.reshape(tf.range(area), (1, area, 1))
-            peak = tf.reshape(y, tf.stack([-1, 1, tf.shape(x)[3]]))
-            first = tf.reduce_min(tf.where(flat == peak, position, area), 1, keepdims=True)
-            dx = tf.where(position == first, tf.reshape(dy, tf.shape(peak)), tf.zeros((), dy.dtype))
+            peak_shape = tf.stack([-1, 1, tf.shape(x)[3]])
+            dx = _first_max_gradient(
+                flat, tf.reshape(y, peak_shape), tf.reshape(dy, peak_shape), axis=1
+            )
             return tf.reshape(dx, tf.shape(x))
 
     else:
@@ -479,7 +485,7 @@ def _routed_max_gradient(height, width, out_h, out_w):
 def _short_bins(sizes, output_size):
     """Whether every axis shrinks (or keeps its size) with bins of at most `ROUTED_MAX_LENGTH`."""
     return all(
-        m <= n and int(np.max(np.diff(np.stack(adaptive_bins(n, m)), axis=0))) <= ROUTED_MAX_LENGTH
+        m <= n and _max_bin_length(n, m) <= ROUTED_MAX_LENGTH
         for n, m in zip(sizes, output_size, strict=True)
     )
 
