@@ -296,12 +296,18 @@ def classifier_head(
         top_pooling: the global pooling used by the classifier when not `flatten`.
         head_pooling: with `flatten`, an adaptive pooling to `head_size` before flattening
             (`"adaptive_avg"` as torchvision's AlexNet/VGG, or `"adaptive_max"`), so the
-            classifier fits any input size; `None` flattens the feature map as it is.
+            classifier fits any input size; `None` flattens the feature map as it is. Without
+            `flatten`, one of `HEAD_POOLINGS` (`head_pooling_layer`), which then decides the
+            global pooling instead of `top_pooling`.
         head_size: the `(height, width)` of `head_pooling`'s output.
         data_format: the feature map's layout; default Keras' global setting.
         prefix: a prefix for the layer names.
     """
     data_format = normalize_data_format(data_format)
+    if not flatten and head_pooling is not None:
+        x, top_pooling = head_pooling_layer(
+            x, head_pooling, include_top=include_top, data_format=data_format
+        )
     global_pools = {
         "avg": keras.layers.GlobalAveragePooling2D,
         "max": keras.layers.GlobalMaxPooling2D,

@@ -15,7 +15,6 @@ from keras_cnn_ext.models.common import (
     apply,
     classifier_head,
     finalize_model,
-    head_pooling_layer,
     make_activation,
     make_inputs,
     make_norm,
@@ -182,9 +181,6 @@ def DenseNet(
             x = TransitionBlock(compression, name=transitions[i], **parts)(x)
     x = apply(make_norm(norm, "bn", data_format, epsilon=1.001e-5), x)
     x = apply(make_activation(activation, "relu"), x)
-    x, top_pooling = head_pooling_layer(
-        x, head_pooling, include_top=include_top, data_format=data_format
-    )
     outputs = classifier_head(
         x,
         include_top=include_top,
@@ -192,7 +188,7 @@ def DenseNet(
         classes=classes,
         classifier_activation=classifier_activation,
         dropout=dropout,
-        top_pooling=top_pooling,
+        head_pooling=head_pooling,
         data_format=data_format,
     )
     return finalize_model(inputs, outputs, name=name, weights=weights)

@@ -18,7 +18,6 @@ from keras_cnn_ext.models.common import (
     check_multiplier,
     classifier_head,
     finalize_model,
-    head_pooling_layer,
     make_activation,
     make_inputs,
     make_norm,
@@ -298,9 +297,6 @@ def ResNet(
         x = apply(make_norm(norm, "post_bn", data_format, epsilon=1.001e-5), x)
         x = apply(make_activation(activation, "post_relu"), x)
 
-    x, top_pooling = head_pooling_layer(
-        x, head_pooling, include_top=include_top, data_format=data_format
-    )
     outputs = classifier_head(
         x,
         include_top=include_top,
@@ -308,7 +304,7 @@ def ResNet(
         classes=classes,
         classifier_activation=classifier_activation,
         dropout=dropout,
-        top_pooling=top_pooling,
+        head_pooling=head_pooling,
         data_format=data_format,
     )
     return finalize_model(inputs, outputs, name=name, weights=weights)
