@@ -182,10 +182,17 @@ def _bins_of_rows(in_size, out_size):
 
 
 def _spread_back(dy, axis, in_size, out_size):
-    """Adjoint of summing each bin of `axis`: every input row gets the sum of its bins' `dy`.
+    """Adjoint of summing each bin of `axis`: every input row gets the sum of its bins' `dy`."""
+    window = _axis_window(in_size, out_size)
+    if window is not None:
+        return _spread_blocks(dy, axis, in_size, *window)
+    return _spread_gathers(dy, axis, in_size, out_size)
 
-    D gathers from the small tensor (plus a zero row for rows in fewer than D bins) instead of
-    a scatter or XLA's AvgPoolGrad, which is very slow for strided overlapping windows.
+
+def _spread_gathers(dy, axis, in_size, out_size):
+    """`_spread_back` for any bins: D gathers from the small tensor, plus a zero row for rows in
+    fewer than D bins, instead of a scatter or XLA's AvgPoolGrad, which is very slow for strided
+    overlapping windows.
     """
     table = _bins_of_rows(in_size, out_size)
     pad = tf.unstack(tf.shape(dy))
@@ -195,6 +202,41 @@ def _spread_back(dy, axis, in_size, out_size):
     for bins in table[1:]:
         dx += tf.gather(dy, bins, axis=axis)
     return dx
+
+
+def _spread_blocks(dy, axis, in_size, k, s, top):
+    """`_spread_back` for bins `[s*b - top, s*b - top + k)` clipped to the input, without gathers.
+
+    With `k = q*s + r`, padded row `j = i + top` lies in bins `j//s - u` for `u < q`, and in bin
+    `j//s - q` too when `j % s < r`. Each term broadcasts a shifted `dy` over blocks of `s`
+    rows, so XLA writes `dx` in one fused pass in its natural layout; a gather along an inner
+    axis makes it write a transposed `dx` and copy it (64 -> 7 forward+backward: 13 ms against
+    22 ms).
+    """
+    q, r = divmod(k, s)
+    blocks = dy.shape[axis] + q
+    pads = [[0, 0]] * 4
+    pads[axis] = [q, q]
+    dy = tf.pad(dy, pads)
+
+    def shifted(u):  # block b holds dy[b - u] (zero outside the bins)
+        return dy[:, q - u : q - u + blocks] if axis == 1 else dy[:, :, q - u : q - u + blocks]
+
+    def repeat(t):  # every block `s` times
+        copies = [1] * 5
+        copies[axis + 1] = s
+        t = tf.expand_dims(t, axis + 1) * tf.ones(copies, t.dtype)
+        shape = tf.shape(t)
+        return tf.reshape(t, tf.concat([shape[:axis], [blocks * s], shape[axis + 2 :]], 0))
+
+    dx = shifted(0)
+    for u in range(1, q):
+        dx += shifted(u)
+    dx = repeat(dx)
+    if r:
+        partial = np.tile(np.arange(s) < r, blocks)
+        dx += repeat(shifted(q)) * along(tf.constant(partial, dx.dtype), axis)
+    return dx[:, top : top + in_size] if axis == 1 else dx[:, :, top : top + in_size]
 
 
 @functools.cache
@@ -370,10 +412,25 @@ def _window(in_size, out_size, padding):
         else:
             if -(-in_size // s) != out_size:
                 continue
-            top = max((out_size - 1) * s + k - in_size, 0) // 2
+            top = _top_padding(in_size, out_size, k, s)
             lo, hi = np.maximum(i * s - top, 0), np.minimum(i * s - top + k, in_size)
         if np.array_equal(lo, starts) and np.array_equal(hi, ends):
             return k, s
+    return None
+
+
+def _top_padding(in_size, out_size, k, s):
+    """TF's SAME padding before the first window (the smaller half)."""
+    return max((out_size - 1) * s + k - in_size, 0) // 2
+
+
+def _axis_window(in_size, out_size):
+    """`(k, s, top)` when bins `[s*i - top, s*i - top + k)`, clipped, are an axis' bins, or `None`."""
+    for padding in ("VALID", "SAME"):
+        window = _window(in_size, out_size, padding)
+        if window is not None:
+            k, s = window
+            return k, s, _top_padding(in_size, out_size, k, s) if padding == "SAME" else 0
     return None
 
 

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keras_cnn_ext.ops import adaptive_avg_pool2d, adaptive_max_pool2d
-from keras_cnn_ext.ops.adaptive_pool import _single_window, _take, adaptive_bins
+from keras_cnn_ext.ops.adaptive_pool import (
+    _axis_window,
+    _single_window,
+    _spread_blocks,
+    _spread_gathers,
+    _take,
+    adaptive_bins,
+)
 from keras_cnn_ext.utils import in_xla_context
 
 torch = pytest.importorskip("torch")
@@ -200,6 +207,31 @@ def test_single_window_covers_the_benchmark_sizes(sizes, output_size, expected):
         np.testing.assert_array_equal(pooled, torch_reference("max", x, output_size)[0])
 
 
+def test_block_spread_equals_the_gather_spread_on_every_window_axis():
+    # The average gradient broadcasts blocks wherever one strided window makes an axis' bins
+    # (VALID or SAME); every such axis up to 24 rows, both axes, against the gather form.
+    rng = np.random.default_rng(0)
+    checked = 0
+    for in_size in range(1, 25):
+        for out_size in range(1, in_size):
+            window = _axis_window(in_size, out_size)
+            if window is None:
+                continue
+            for axis in (1, 2):
+                shape = [2, 3, 3, 2]
+                shape[axis] = out_size
+                dy = tf.constant(rng.standard_normal(shape), tf.float32)
+                blocks = _spread_blocks(dy, axis, in_size, *window)
+                gathers = _spread_gathers(dy, axis, in_size, out_size)
+                assert blocks.shape == gathers.shape
+                np.testing.assert_allclose(blocks, gathers, rtol=1e-6, atol=1e-6)
+            checked += 1
+    assert checked > 100  # divisible, overlapping VALID and clipped SAME windows all occur
+    assert _axis_window(64, 7) == (10, 9, 0)
+    assert _axis_window(63, 32) == (3, 2, 1)
+    assert _axis_window(10, 7) is None
+
+
 def test_take_slices_even_indices_and_gathers_the_rest():
     x = tf.reshape(tf.range(2 * 10 * 3), (1, 2, 10, 3))
     for indices in ([0, 9], [1, 3, 5, 7], [0, 1, 3, 5], [4], [2, 2, 3]):
@@ -220,16 +252,16 @@ def test_in_xla_context():
     assert seen == [False, False, True]
 
 
+@pytest.mark.parametrize("output_size", [(4, 3), (1, 1)])
 @pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16, tf.float32, tf.float64])
 @pytest.mark.parametrize("mode", ["avg", "max"])
-def test_dtypes(dtype, mode):
+def test_dtypes(dtype, mode, output_size):
     x = random_input((2, 9, 7, 3))
-    ref, _ = torch_reference(mode, x, (4, 3))
-    y = OPS[mode](tf.cast(x, dtype), (4, 3))
+    y = OPS[mode](tf.cast(x, dtype), output_size)
     assert y.dtype == dtype
     tol = {tf.float16: 2e-3, tf.bfloat16: 2e-2}.get(dtype, 1e-6)
     cast_x = tf.cast(tf.cast(x, dtype), tf.float64).numpy()
-    ref = torch_reference(mode, cast_x, (4, 3))[0]
+    ref = torch_reference(mode, cast_x, output_size)[0]
     np.testing.assert_allclose(tf.cast(y, tf.float64).numpy(), ref, rtol=tol, atol=tol)
 
 
