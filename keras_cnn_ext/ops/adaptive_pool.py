@@ -447,16 +447,23 @@ def _single_window(sizes, output_size):
 def _global_average(x):
     """Mean over axes 1 and 2 (NHWC) whose gradient is one broadcast.
 
-    TF's own mean gradient tiles and then divides: two full-size tensors instead of one.
+    TF's own mean gradient tiles and then divides: two full-size tensors instead of one. Outside
+    XLA a float32 mean is a batched matmul with a constant averaging row, which oneDNN runs at
+    about 17 GB/s here against 11 GB/s for `reduce_mean` (64 -> 1: 2.3 ms against 3.1 ms); XLA's
+    own reduction is faster than its dot.
     """
-    scale = 1.0 / (x.shape[1] * x.shape[2])
+    area = x.shape[1] * x.shape[2]
 
     @tf.custom_gradient
     def pool(x):
         def grad(dy):
-            return tf.broadcast_to(dy * tf.constant(scale, dy.dtype), tf.shape(x))
+            return tf.broadcast_to(dy * tf.constant(1.0 / area, dy.dtype), tf.shape(x))
 
-        return tf.reduce_mean(x, axis=(1, 2), keepdims=True), grad
+        if x.dtype != tf.float32 or in_xla_context():
+            return tf.reduce_mean(x, axis=(1, 2), keepdims=True), grad
+        rows = tf.reshape(x, [tf.shape(x)[0], area, -1])
+        y = tf.matmul(tf.fill([1, 1, area], 1.0 / area), rows)
+        return tf.expand_dims(y, 1), grad
 
     return pool(x)
 
