@@ -171,7 +171,15 @@ def test_ties_route_each_gradient_once(mode):
 @pytest.mark.parametrize("how", ["eager", "function", "xla", "xla_static"])
 @pytest.mark.parametrize(
     "h, w, output_size",
-    [(8, 8, 1), (20, 9, (4, 3)), (5, 7, (3, 4)), (63, 10, (32, 3)), (7, 5, (9, 8)), (6, 6, 6)],
+    [
+        (8, 8, 1),
+        (66, 3, 1),  # 1 x 1 past ROUTED_GLOBAL_LENGTH: the reduce_min search
+        (20, 9, (4, 3)),
+        (5, 7, (3, 4)),
+        (63, 10, (32, 3)),
+        (7, 5, (9, 8)),
+        (6, 6, 6),
+    ],
 )
 def test_max_gradient_ties_match_torch(h, w, output_size, how):
     # Small integers: most bins hold several equal maxima. Torch gives each output's gradient to
