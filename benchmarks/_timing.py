@@ -18,6 +18,36 @@ def median_ms(fn, repeats, warmup=2):
     return 1e3 * statistics.median(times)
 
 
+def interleaved_medians(timers, repeats, rounds=3, warmup=2):
+    """`{name: median ms}` over `repeats` calls of each of `timers` (`name -> fn`), in rounds.
+
+    Timing each implementation in one block would give each a different machine state (the
+    allocator's free lists, page cache, other jobs on the shared cores), so the blocks take
+    turns over `rounds` rounds. Within a round the calls are consecutive, after one untimed
+    call: right after a torch call its OpenMP threads still spin on the second core, which
+    slowed the next TF call here by 70% when every call took turns. A callable that raises
+    while warming up is reported as `"error: <exception type>"`: a failing peer is a result.
+    """
+    results, live = {}, {}
+    for name, fn in timers.items():
+        try:
+            for _ in range(warmup):
+                fn()
+            live[name] = []
+        except Exception as e:  # noqa: BLE001 - reported in the table
+            results[name] = f"error: {type(e).__name__}"
+    for r in range(rounds):
+        calls = repeats // rounds + (r < repeats % rounds)
+        for name, times in live.items():
+            timers[name]()
+            for _ in range(calls):
+                start = time.perf_counter()
+                timers[name]()
+                times.append(time.perf_counter() - start)
+    results.update({name: 1e3 * statistics.median(times) for name, times in live.items()})
+    return {name: results[name] for name in timers}
+
+
 def wait(result):
     """Returns `result` once every op on every device has finished, without copying it.
 

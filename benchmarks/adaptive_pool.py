@@ -4,7 +4,13 @@ Forward and forward+backward medians (ms) on a float32 batch of 32 x 64 x 64 x 6
 for TF, NCHW for torch), for plain `tf.function` and `jit_compile=True`. Writes
 `benchmarks/results/adaptive_pool.md`.
 
-Usage: python benchmarks/adaptive_pool.py [--quick] [--repeats N]
+Usage: python benchmarks/adaptive_pool.py [--quick] [--repeats N] [--skip-keras]
+
+Implementations take turns in rounds (`_timing.interleaved_medians`). Every 32 MiB gradient is
+a fresh mmap whose page faults cost about 10 ms here, in TF and torch alike; to time the
+computation without them, run with
+`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296`
+and `--output benchmarks/results/adaptive_pool_no_page_faults.md`.
 
 Keras' `AdaptiveMaxPooling2D((1, 1))` kills the process with SIGFPE, so it is not run.
 """
@@ -12,12 +18,13 @@ Keras' `AdaptiveMaxPooling2D((1, 1))` kills the process with SIGFPE, so it is no
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
-from _timing import median_ms, wait  # noqa: E402
+from _timing import interleaved_medians, wait  # noqa: E402
 
 from keras_cnn_ext.ops import adaptive_avg_pool2d, adaptive_max_pool2d
 
@@ -68,11 +75,45 @@ def fmt(value):
     return value if isinstance(value, str) else f"{value:.1f}"
 
 
-def measure(timers, repeats):
+def safe_timers(make, names):
+    """`make()`'s callables under `names`, or one that raises the error building them raised."""
     try:
-        return tuple(median_ms(t, repeats) for t in timers())
+        return dict(zip(names, make(), strict=True))
     except Exception as e:  # a peer failing is a result, not a crash of the benchmark
-        return (f"error: {type(e).__name__}",) * 2
+        error = e
+
+        def fail():
+            raise error
+
+        return dict.fromkeys(names, fail)
+
+
+def case_timers(mode, out, x_np, dy_np, skip_keras, have_torch):
+    """The table's column names and `{name: timer}` for one case (missing names are not run)."""
+    x, dy = tf.constant(x_np), tf.constant(dy_np)
+    ours = {"avg": adaptive_avg_pool2d, "max": adaptive_max_pool2d}[mode]
+    peer = {"avg": keras.layers.AdaptiveAveragePooling2D, "max": keras.layers.AdaptiveMaxPooling2D}
+    columns, timers = [], {}
+    for jit in (False, True):
+        names = [f"ours {jit} fwd", f"ours {jit} bwd"]
+        columns += names
+        make = functools.partial(tf_timers, lambda t: ours(t, out), x, dy, jit)
+        timers.update(safe_timers(make, names))
+    for jit in (False, True):
+        names = [f"keras {jit} fwd", f"keras {jit} bwd"]
+        columns += names
+        if not skip_keras and not (mode == "max" and out == 1):
+            make = functools.partial(tf_timers, peer[mode](out), x, dy, jit)
+            timers.update(safe_timers(make, names))
+    names = ["torch fwd", "torch bwd"]
+    columns += names
+    if have_torch:
+        timers.update(safe_timers(lambda: torch_timers(mode, x_np, dy_np, out), names))
+    # TF's floor for any call here: an empty tf.function on the same input, with the same wait.
+    empty = tf.function(lambda t: t[:1, :1, :1, :1])
+    timers["empty"] = lambda: wait(empty(x))
+    columns.append("empty")
+    return columns, timers
 
 
 def main():
@@ -80,11 +121,12 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer cases and repeats")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--output", default=RESULTS, help="markdown file to write")
     parser.add_argument("--modes", default="avg,max", help="comma-separated: avg, max")
     parser.add_argument("--cases", default=None, help="comma-separated in:out pairs, e.g. 63:32")
     parser.add_argument("--skip-keras", action="store_true", help="time ours and torch only")
     args = parser.parse_args()
-    repeats = args.repeats or (5 if args.quick else 15)
+    repeats = args.repeats or (5 if args.quick else 21)
     cases = QUICK_CASES if args.quick else CASES
     if args.cases:
         cases = [tuple(int(v) for v in case.split(":")) for case in args.cases.split(",")]
@@ -97,50 +139,30 @@ def main():
         have_torch = False
 
     rng = np.random.default_rng(0)
-    ours = {"avg": adaptive_avg_pool2d, "max": adaptive_max_pool2d}
-    peers = {"avg": keras.layers.AdaptiveAveragePooling2D, "max": keras.layers.AdaptiveMaxPooling2D}
     rows = []
     for mode in modes:
         for size, out in cases:
             x_np = rng.standard_normal((32, size, size, 64)).astype(np.float32)
-            x = tf.constant(x_np)
             dy_np = rng.standard_normal((32, out, out, 64)).astype(np.float32)
-            dy = tf.constant(dy_np)
+            columns, timers = case_timers(mode, out, x_np, dy_np, args.skip_keras, have_torch)
+            results = interleaved_medians(timers, repeats)
             row = [f"{mode} {size}->{out}"]
-            for jit in (False, True):
-                row += measure(
-                    lambda jit=jit, out=out, mode=mode, x=x, dy=dy: tf_timers(
-                        lambda t: ours[mode](t, out), x, dy, jit
-                    ),
-                    repeats,
-                )
-            for jit in (False, True):
-                if args.skip_keras:
-                    row += ["skipped"] * 2
-                    continue
-                if mode == "max" and out == 1:
-                    row += ["not run (SIGFPE)"] * 2
-                    continue
-                layer = peers[mode](out)
-                row += measure(
-                    lambda jit=jit, layer=layer, x=x, dy=dy: tf_timers(layer, x, dy, jit), repeats
-                )
-            if have_torch:
-                row += measure(
-                    lambda mode=mode, x_np=x_np, dy_np=dy_np, out=out: torch_timers(
-                        mode, x_np, dy_np, out
-                    ),
-                    repeats,
-                )
-            else:
-                row += ["n/a", "n/a"]
+            for name in columns:
+                if name in results:
+                    row.append(results[name])
+                elif name.startswith("torch"):
+                    row.append("n/a")
+                elif args.skip_keras:
+                    row.append("skipped")
+                else:
+                    row.append("not run (SIGFPE)")
             rows.append(row)
             print(" | ".join(fmt(v) for v in row), flush=True)
             # Written after every row: a slow peer on a busy machine still leaves a table.
             table = markdown(rows, repeats, have_torch)
             if not args.no_write:
-                os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-                with open(RESULTS, "w") as f:
+                os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+                with open(args.output, "w") as f:
                     f.write(table + "\n")
     print(table)
 
@@ -148,21 +170,32 @@ def main():
 def markdown(rows, repeats, have_torch):
     header = (
         "| case | ours fwd | ours fwd+bwd | ours XLA fwd | ours XLA fwd+bwd "
-        "| Keras fwd | Keras fwd+bwd | Keras XLA fwd | Keras XLA fwd+bwd | torch fwd | torch fwd+bwd |"
+        "| Keras fwd | Keras fwd+bwd | Keras XLA fwd | Keras XLA fwd+bwd | torch fwd | torch fwd+bwd "
+        "| TF empty call |"
     )
     lines = [
-        f"Adaptive pooling, batch 32 x S x S x 64 float32, median of {repeats} runs (ms); "
+        f"Adaptive pooling, batch 32 x S x S x 64 float32, median of {repeats} calls (ms), "
+        "implementations taking turns in 3 rounds; "
         f"TF {tf.__version__}, Keras {keras.__version__}"
         + (f", torch {__import__('torch').__version__}" if have_torch else "")
-        + f", {os.cpu_count()} CPU cores (shared machine: figures are noisy).",
+        + f", {os.cpu_count()} CPU cores (shared machine: figures are noisy)"
+        + (
+            f"; GLIBC_TUNABLES={tunables}."
+            if (tunables := os.environ.get("GLIBC_TUNABLES"))
+            else "."
+        ),
         "",
         header,
-        "|" + "---|" * 11,
+        "|---|" + "---:|" * 11,
         *("| " + " | ".join(fmt(v) for v in row) + " |" for row in rows),
         "",
         "Keras' AdaptiveMaxPooling2D((1, 1)) is not run: it has killed the process with SIGFPE "
         "(here it raises inside tf.function). Keras' average (1, 1) raises 'Negative dimension "
         "size' inside tf.function (the ValueError shown).",
+        "",
+        "The last column is TF's fixed cost of a call in this benchmark, included in every TF "
+        "figure: an empty `tf.function` on the same input with the same wait (a torch eager call "
+        "costs microseconds).",
     ]
     return "\n".join(lines)
 
