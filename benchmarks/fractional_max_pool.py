@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from _timing import median_ms, wait  # noqa: E402
+from _timing import interleaved_medians, wait  # noqa: E402
 
 from keras_cnn_ext.ops import fractional_max_pool2d  # noqa: E402
 
@@ -81,29 +81,29 @@ def _torch_runners(x_np, overlapping):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (3)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 10)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (default 15)")
     parser.add_argument(
         "--output",
         default=os.path.join(os.path.dirname(__file__), "results", "fractional_max_pool.md"),
     )
     args = parser.parse_args(argv)
-    repeats = args.repeats or (3 if args.quick else 10)
+    repeats = args.repeats or (3 if args.quick else 15)
 
     x_np = np.random.default_rng(0).normal(size=SHAPE).astype(np.float32)
     x = tf.constant(x_np)
     rows = []
     for overlapping in (True, False):
         mode = "overlapping" if overlapping else "disjoint"
-        results = {}
+        runners = {}
         for jit in (False, True):
-            for name, (fwd, bwd) in _tf_runners(x, overlapping, jit).items():
-                label = f"{name} ({'XLA' if jit else 'tf.function'})"
-                results[label] = (median_ms(fwd, repeats), median_ms(bwd, repeats))
+            for name, pair in _tf_runners(x, overlapping, jit).items():
+                runners[f"{name} ({'XLA' if jit else 'tf.function'})"] = pair
         torch_runners = _torch_runners(x_np, overlapping)
         if torch_runners is not None:
-            results["torch FractionalMaxPool2d(2) NCHW"] = tuple(
-                median_ms(fn, repeats) for fn in torch_runners
-            )
+            runners["torch FractionalMaxPool2d(2) NCHW"] = torch_runners
+        timers = {(label, i): fn for label, pair in runners.items() for i, fn in enumerate(pair)}
+        medians = interleaved_medians(timers, repeats)
+        results = {label: (medians[label, 0], medians[label, 1]) for label in runners}
         base_fwd, base_bwd = results["tf.nn.fractional_max_pool (tf.function)"]
         for label, (fwd, bwd) in results.items():
             rows.append(
@@ -112,7 +112,8 @@ def main(argv=None):
             )
     header = [
         f"Fractional max pooling, batch {'x'.join(map(str, SHAPE))} float32 (NHWC), ratio {RATIO}, "
-        f"pseudo-random; median of {repeats} after 2 warm-up runs; "
+        f"pseudo-random; median of {repeats} calls after 2 warm-up runs, implementations taking "
+        "turns in 3 rounds; "
         f"TF {tf.__version__}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs (shared: figures are noisy).",
         "",

@@ -469,9 +469,9 @@ def _global_average(x):
 
 
 ROUTED_MAX_LENGTH = 16  # longest bin whose max gradient is routed by gathers (else TF's own)
-# Longest side of a 1 x 1 max whose first maximum is found separably (else by a reduce_min over
-# a full-size select, which XLA writes out first: 64 x 64 takes 16.5 ms against 20 ms; the
-# separable search compiles in 1.7 s at 64 x 64, 6 s at 224 x 224).
+# Longest side of a 1 x 1 max whose first maximum is found by select chains (else by a
+# reduce_min over a full-size select, which XLA writes out first: the 64 x 64 gradient takes
+# 14 ms against 20 ms; the chains' compile time grows with the side).
 ROUTED_GLOBAL_LENGTH = 64
 
 
@@ -517,25 +517,53 @@ def _first_max_code(x, y, rows, cols):
     return materialize(code)
 
 
+def _global_first_max_code(x, y):
+    """`h * width + w` of the first maximum `y` of each map of `x` (NHWC, static), reading `x` once.
+
+    Per row, the first column equal to `y` (`width` where none is); then the first row that has
+    one. Both are select chains that XLA fuses; writing each out keeps XLA from recomputing
+    them per element of their consumers.
+    """
+    height, width = x.shape[1], x.shape[2]
+    first_col = None
+    for w in reversed(range(width)):
+        hit = x[:, :, w : w + 1] == y
+        first_col = tf.where(hit, w, width if first_col is None else first_col)
+    first_col = materialize(first_col)
+    code = None
+    for h in reversed(range(height)):
+        col = first_col[:, h : h + 1]
+        code = h * width + col if code is None else tf.where(col < width, h * width + col, code)
+    return materialize(code)
+
+
 @functools.cache
 def _routed_max_gradient(height, width, out_h, out_w):
     """A compiled `(x, y, dy) -> dx` for max pooling static sizes down to `(out_h, out_w)`.
 
     Each output's gradient goes to the first maximum of its bin in row-major order, as torch
     and TF's MaxPoolGrad do. It is always compiled (a gradient never reaches an exporter): XLA
-    fuses it into a pass that reads `x` and one that writes `dx`, where TF's MaxPoolGrad
+    fuses it into passes that read `x` and one that writes `dx`, where TF's MaxPoolGrad
     recomputes the pooling slowly and XLA's select-and-scatter takes 3-4x as long.
     """
-    if (out_h, out_w) == (1, 1) and max(height, width) > ROUTED_GLOBAL_LENGTH:
-        area = height * width
+    if (out_h, out_w) == (1, 1):
+        if max(height, width) <= ROUTED_GLOBAL_LENGTH:
 
-        def grad(x, y, dy):
-            flat = tf.reshape(x, tf.stack([-1, area, tf.shape(x)[3]]))
-            peak_shape = tf.stack([-1, 1, tf.shape(x)[3]])
-            dx = _first_max_gradient(
-                flat, tf.reshape(y, peak_shape), tf.reshape(dy, peak_shape), axis=1
-            )
-            return tf.reshape(dx, tf.shape(x))
+            def grad(x, y, dy):
+                code = _global_first_max_code(x, y)
+                position = along(tf.range(height), 1) * width + along(tf.range(width), 2)
+                return tf.where(position == code, dy, tf.zeros((), dy.dtype))
+
+        else:
+            area = height * width
+
+            def grad(x, y, dy):
+                flat = tf.reshape(x, tf.stack([-1, area, tf.shape(x)[3]]))
+                peak_shape = tf.stack([-1, 1, tf.shape(x)[3]])
+                dx = _first_max_gradient(
+                    flat, tf.reshape(y, peak_shape), tf.reshape(dy, peak_shape), axis=1
+                )
+                return tf.reshape(dx, tf.shape(x))
 
     else:
         rows, cols = _bin_table(height, out_h), _bin_table(width, out_w)
