@@ -10,8 +10,9 @@ VALID (64 -> 7: window 10, stride 9) or with TF's SAME padding (63 -> 32: window
 are one `avg_pool2d`/`max_pool2d`; under XLA, shrinking averages are sums of strided slices.
 Other static sizes split each axis into runs of equal length and step (`_runs`), one strided
 pooling window per run, or fall back to the per-axis forms below. Gradients run as compiled
-(nested `jit_compile=True`) functions: the average spreads each bin's gradient back with
-gathers, and the max routes it to the bin's first maximum (`ops/_window_gradient.py`).
+(nested `jit_compile=True`) functions: the average spreads each bin's gradient back, by
+broadcasting blocks where one strided window makes an axis' bins and with gathers elsewhere; the
+max routes it to the bin's first maximum (`ops/_window_gradient.py`).
 
 Sizes unknown until run time (bins from `tf.shape`, which XLA turns into compile-time
 constants): each axis is pooled on its own. `m == n` is the identity, `m == 1` a reduction and
