@@ -25,6 +25,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from _timing import wait  # noqa: E402
 
 from keras_cnn_ext.layers import (
     CBAM,
@@ -130,13 +131,13 @@ def interleaved_medians(fns, x, repeats, warmup=2):
     """Median wall-clock and median process CPU milliseconds of each function, interleaved."""
     for fn in fns:
         for _ in range(warmup):
-            fn(x).numpy()
+            wait(fn(x))
     wall = [[] for _ in fns]
     cpu = [[] for _ in fns]
     for _ in range(repeats):
         for i, fn in enumerate(fns):
             start, start_cpu = time.perf_counter(), time.process_time()
-            fn(x).numpy()
+            wait(fn(x))
             wall[i].append((time.perf_counter() - start) * 1e3)
             cpu[i].append((time.process_time() - start_cpu) * 1e3)
     # CPU time counts the work done, not the time spent waiting for cores that other jobs hold:
@@ -184,8 +185,9 @@ def main():
     note = (
         f"\nForward + backward (gradients w.r.t. input and weights), batch "
         f"{'x'.join(map(str, SHAPE))} float32, channels_last. Median of {repeats} interleaved "
-        f"repeats. TF {tf.__version__}, Keras {keras.__version__}, CPU ({os.cpu_count()} cores "
-        "shared with other jobs: figures are noisy). Ratio = ours / plain Keras (< 1 is faster) "
+        f"repeats. TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, "
+        f"load average {os.getloadavg()[0]:.1f} at the end (shared machine: figures are noisy). "
+        "Ratio = ours / plain Keras (< 1 is faster) "
         "of the median wall-clock times (ms columns) and of the median process CPU times. "
         "XLA kernels: fusions + matmuls + convolutions in the optimized HLO of the step, "
         "ours / plain (deterministic).\n"

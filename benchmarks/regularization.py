@@ -23,6 +23,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from _timing import wait  # noqa: E402
 
 from keras_cnn_ext.layers import Cutout, DropBlock2D, DropPath, RandomErasing
 
@@ -117,7 +118,7 @@ def forward_fn(layer, x, jit):
         fn(x)
     except Exception as e:  # a peer failing under XLA is a result, not a crash
         return f"fails: {type(e).__name__}"
-    return lambda: fn(x).numpy()
+    return lambda: wait(fn(x))
 
 
 def fmt(value):
@@ -166,8 +167,8 @@ def main():
     )
     table = header + "".join("| " + " | ".join(fmt(v) for v in row) + " |\n" for row in rows)
     note = (
-        f"\nTF {tf.__version__}, Keras {keras.__version__}, CPU ({os.cpu_count()} cores shared "
-        "with other jobs: figures are noisy). Median of "
+        f"\nTF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end (shared machine: figures are noisy). Median of "
         f"{repeats} repeats, all cases interleaved within each repeat; tf.data: {steps} batches "
         "per repeat, no prefetch, sequential map. The 'no ...' rows are the pipeline's own cost "
         "(a batch from `from_tensors(...).repeat()`). Keras' Dropout/SpatialDropout2D draw with "
