@@ -205,6 +205,11 @@ def _spread_gathers(dy, axis, in_size, out_size):
     return dx
 
 
+def _slice_axis(x, axis, start, stop, step=1):
+    """`x[start:stop:step]` along `axis`, every other axis whole."""
+    return x[(slice(None),) * axis + (slice(start, stop, step),)]
+
+
 def _spread_blocks(dy, axis, in_size, k, s, top):
     """`_spread_back` for bins `[s*b - top, s*b - top + k)` clipped to the input, without gathers.
 
@@ -221,7 +226,7 @@ def _spread_blocks(dy, axis, in_size, k, s, top):
     dy = tf.pad(dy, pads)
 
     def shifted(u):  # block b holds dy[b - u] (zero outside the bins)
-        return dy[:, q - u : q - u + blocks] if axis == 1 else dy[:, :, q - u : q - u + blocks]
+        return _slice_axis(dy, axis, q - u, q - u + blocks)
 
     def repeat(t):  # every block `s` times
         copies = [1] * 5
@@ -237,7 +242,7 @@ def _spread_blocks(dy, axis, in_size, k, s, top):
     if r:
         partial = np.tile(np.arange(s) < r, blocks)
         dx += repeat(shifted(q)) * along(tf.constant(partial, dx.dtype), axis)
-    return dx[:, top : top + in_size] if axis == 1 else dx[:, :, top : top + in_size]
+    return _slice_axis(dx, axis, top, top + in_size)
 
 
 @functools.cache
@@ -245,8 +250,8 @@ def _average_gradient(sizes, output_size):
     """A compiled `dy -> dx` for average pooling static NHWC `sizes` to `output_size`.
 
     Always compiled (a gradient never reaches an exporter): XLA fuses the scaling and the
-    gathers into one pass that writes `dx`, where TF's AvgPoolGrad is slower on CPU and XLA's
-    own is up to 30x slower for strided windows.
+    spread (`_spread_back`) into one pass that writes `dx`, where TF's AvgPoolGrad is slower on
+    CPU and XLA's own is up to 30x slower for strided windows.
     """
     pooled = [
         (a, n, m) for a, n, m in zip((1, 2), sizes, output_size, strict=True) if m not in (None, n)
@@ -268,7 +273,7 @@ def _average_gradient(sizes, output_size):
 
 
 def _with_average_gradient(forward, sizes, output_size):
-    """Wraps an NHWC average pooling of static `sizes` with the separable gather gradient."""
+    """Wraps an NHWC average pooling of static `sizes` with the separable compiled gradient."""
     grad_fn = _average_gradient(tuple(sizes), tuple(output_size))
 
     @tf.custom_gradient
@@ -385,7 +390,7 @@ def _pool_runs(x, axis, runs, mode):
     pieces = []
     for start, step, length, count in runs:
         stop = start + (count - 1) * step + length
-        piece = x[:, start:stop] if axis == 1 else x[:, :, start:stop]
+        piece = _slice_axis(x, axis, start, stop)
         window = (length, 1) if axis == 1 else (1, length)
         strides = (step, 1) if axis == 1 else (1, step)
         pieces.append(pool(piece, window, strides, "VALID"))
@@ -393,15 +398,16 @@ def _pool_runs(x, axis, runs, mode):
 
 
 def _window(in_size, out_size, padding):
-    """`(k, s)` when a `k`-wide window with stride `s` and `padding` makes exactly the bins.
+    """`(k, s, top)` when a `k`-wide window with stride `s` and `padding` makes exactly the bins.
 
     `"VALID"`: bin `i` is `[i*s, i*s + k)`. `"SAME"`: TF's padding (`ceil(n / s)` outputs, the
     smaller half of the padding on top), with windows clipped to the input, which `avg_pool2d`
     leaves out of the count and `max_pool2d` ignores. 64 -> 7 is `(10, 9)` VALID, 63 -> 32
     `(3, 2)` SAME, divisible sizes and `out == 1` are VALID. Upsampling never is (`None`).
+    `top` is the padding before the first window (0 for VALID).
     """
     if out_size is None or out_size == in_size:
-        return 1, 1
+        return 1, 1, 0
     starts, ends = adaptive_bins(in_size, out_size)
     k = _max_bin_length(in_size, out_size)
     i = np.arange(out_size)
@@ -409,30 +415,22 @@ def _window(in_size, out_size, padding):
         if padding == "VALID":
             if (in_size - k) // s + 1 != out_size:
                 continue
+            top = 0
             lo, hi = i * s, i * s + k
         else:
             if -(-in_size // s) != out_size:
                 continue
-            top = _top_padding(in_size, out_size, k, s)
+            top = max((out_size - 1) * s + k - in_size, 0) // 2
             lo, hi = np.maximum(i * s - top, 0), np.minimum(i * s - top + k, in_size)
         if np.array_equal(lo, starts) and np.array_equal(hi, ends):
-            return k, s
+            return k, s, top
     return None
-
-
-def _top_padding(in_size, out_size, k, s):
-    """TF's SAME padding before the first window (the smaller half)."""
-    return max((out_size - 1) * s + k - in_size, 0) // 2
 
 
 def _axis_window(in_size, out_size):
     """`(k, s, top)` when bins `[s*i - top, s*i - top + k)`, clipped, are an axis' bins, or `None`."""
-    for padding in ("VALID", "SAME"):
-        window = _window(in_size, out_size, padding)
-        if window is not None:
-            k, s = window
-            return k, s, _top_padding(in_size, out_size, k, s) if padding == "SAME" else 0
-    return None
+    windows = (_window(in_size, out_size, padding) for padding in ("VALID", "SAME"))
+    return next((w for w in windows if w is not None), None)
 
 
 def _single_window(sizes, output_size):
@@ -440,7 +438,7 @@ def _single_window(sizes, output_size):
     for padding in ("VALID", "SAME"):
         windows = [_window(n, m, padding) for n, m in zip(sizes, output_size, strict=True)]
         if None not in windows:
-            (kh, sh), (kw, sw) = windows
+            (kh, sh, _), (kw, sw, _) = windows
             return (kh, kw), (sh, sw), padding
     return None
 
@@ -487,7 +485,7 @@ def _take(x, indices, axis):
     steps = np.diff(indices)
     if len(indices) == 1 or (steps[0] > 0 and np.all(steps == steps[0])):
         step = int(steps[0]) if len(indices) > 1 else 1
-        return x[(slice(None),) * axis + (slice(int(indices[0]), int(indices[-1]) + 1, step),)]
+        return _slice_axis(x, axis, int(indices[0]), int(indices[-1]) + 1, step)
     return tf.gather(x, indices, axis=axis)
 
 
@@ -632,9 +630,10 @@ def _static_pool(x, sizes, output_size, mode):
     Forward: `1 x 1` average is a mean; under XLA other shrinking averages with short bins are
     sums of slices (`_separable_average`); bins that one strided window makes
     (`_single_window`) are one `avg_pool2d`/`max_pool2d`; other sizes take strided windows per
-    run or per-axis fallbacks (`_pool`). Gradients: the average's is the gather spread
-    (`_with_average_gradient`) or, for `1 x 1`, one broadcast; the max's is routed by gathers
-    (`_with_max_gradient`) when shrinking with bins up to `ROUTED_MAX_LENGTH` long, else TF's.
+    run or per-axis fallbacks (`_pool`). Gradients: the average's is the compiled spread
+    (`_with_average_gradient`) or, for `1 x 1`, one broadcast; the max's goes to each bin's
+    first maximum (`_with_max_gradient`) for `1 x 1` and when shrinking with bins up to
+    `ROUTED_MAX_LENGTH` long, else it is TF's.
     """
     if mode == "avg" and tuple(output_size) == (1, 1):
         return _global_average(x)
