@@ -6,27 +6,17 @@ import time
 import tensorflow as tf
 
 
-def median_ms(fn, repeats, warmup=2):
-    """Median wall-clock milliseconds of `fn()` over `repeats` calls, after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
-def interleaved_medians(timers, repeats, rounds=3, warmup=2):
+def interleaved_medians(timers, repeats, rounds=3, warmup=2, settle=True):
     """`{name: median ms}` over `repeats` calls of each of `timers` (`name -> fn`), in rounds.
 
     Timing each implementation in one block would give each a different machine state (the
     allocator's free lists, page cache, other jobs on the shared cores), so the blocks take
     turns over `rounds` rounds. Within a round the calls are consecutive, after one untimed
-    call: right after a torch call its OpenMP threads still spin on the second core, which
-    slowed the next TF call here by 70% when every call took turns. A callable that raises
-    while warming up is reported as `"error: <exception type>"`: a failing peer is a result.
+    call when `settle`: right after a torch call its OpenMP threads still spin on the second
+    core, which slowed the next TF call here by 70% when every call took turns. Among TF
+    callables only, `rounds=repeats, settle=False` makes every call take turns. A callable that
+    raises while warming up is reported as `"error: <exception type>"`: a failing peer is a
+    result.
     """
     results, live = {}, {}
     for name, fn in timers.items():
@@ -39,7 +29,8 @@ def interleaved_medians(timers, repeats, rounds=3, warmup=2):
     for r in range(rounds):
         calls = repeats // rounds + (r < repeats % rounds)
         for name, times in live.items():
-            timers[name]()
+            if settle:
+                timers[name]()
             for _ in range(calls):
                 start = time.perf_counter()
                 timers[name]()

@@ -17,37 +17,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from _timing import wait  # noqa: E402
+from _timing import interleaved_medians, wait  # noqa: E402
 
 from keras_cnn_ext.layers import Cutout, DropBlock2D, DropPath, RandomErasing
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "regularization.md")
 IMAGES = (32, 64, 64, 3)
 FEATURES = (32, 56, 56, 64)
-
-
-def interleaved_medians(fns, repeats, warmup=1):
-    """Median milliseconds of each callable, timed in turn within every repeat.
-
-    The machine is shared, so load changes during a run: interleaving exposes ours and the
-    peer to the same load instead of timing one after the other.
-    """
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, bucket in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            bucket.append((time.perf_counter() - start) * 1e3)
-    return [statistics.median(bucket) for bucket in times]
 
 
 def cases():
@@ -154,7 +134,10 @@ def main():
                 fn = len(fns) - 1
             row.append(fn)
         slots.append(row)
-    medians = interleaved_medians(fns, repeats)
+    # Every call takes turns: load from other jobs hits all cases alike.
+    medians = interleaved_medians(
+        dict(enumerate(fns)), repeats, rounds=repeats, warmup=1, settle=False
+    )
     rows = []
     for row in slots:
         pipeline = medians[row[2]] / steps

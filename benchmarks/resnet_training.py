@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from _timing import wait  # noqa: E402
+from _timing import interleaved_medians, wait  # noqa: E402
 
 from keras_cnn_ext.layers import DenseBlock, ResidualBlock, SeparableConvBlock, TransitionBlock
 from keras_cnn_ext.models import ResNet50
@@ -32,18 +30,12 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "r
 EPS = 1.001e-5
 
 
-def _median_pair(run_a, run_b, repeats, warmup):
-    """Median seconds of `run_a` and `run_b`, alternated so both see the same load."""
-    for _ in range(warmup):
-        run_a()
-        run_b()
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        for run, times in ((run_a, times_a), (run_b, times_b)):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times_a), statistics.median(times_b)
+def _median_pair(run_a, run_b, repeats):
+    """Median milliseconds of `run_a` and `run_b`, every call taking turns (same load for both)."""
+    medians = interleaved_medians(
+        {"a": run_a, "b": run_b}, repeats, rounds=repeats, warmup=2, settle=False
+    )
+    return medians["a"], medians["b"]
 
 
 def training_rows(batch, size, repeats, jit_modes):
@@ -68,11 +60,10 @@ def training_rows(batch, size, repeats, jit_modes):
             lambda m=models[0]: m.train_on_batch(x, y),
             lambda m=models[1]: m.train_on_batch(x, y),
             repeats,
-            warmup=2,
         )
         rows.append(
             f"| ResNet50 train step, {size}x{size}, batch {batch} | `jit_compile={jit!r}` | "
-            f"{batch / ours:.1f} | {batch / theirs:.1f} | {theirs / ours:.3f} |"
+            f"{1e3 * batch / ours:.1f} | {1e3 * batch / theirs:.1f} | {theirs / ours:.3f} |"
         )
     return rows
 
@@ -179,13 +170,9 @@ def block_rows(batch, repeats):
                 lambda s=ours_step: wait(s(x)),
                 lambda s=plain_step: wait(s(x)),
                 repeats,
-                warmup=2,
             )
             mode = "XLA" if jit else "tf.function"
-            rows.append(
-                f"| {label} | {mode} | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | "
-                f"{ours / theirs:.3f} |"
-            )
+            rows.append(f"| {label} | {mode} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.3f} |")
     return rows
 
 
