@@ -89,11 +89,11 @@ def safe_timers(make, names):
 
 
 def case_timers(mode, out, x_np, dy_np, skip_keras, have_torch):
-    """The table's column names and `{name: timer}` for one case (missing names are not run)."""
+    """The table's column names, `{name: timer}` and `{name: why}` for columns not timed."""
     x, dy = tf.constant(x_np), tf.constant(dy_np)
     ours = {"avg": adaptive_avg_pool2d, "max": adaptive_max_pool2d}[mode]
     peer = {"avg": keras.layers.AdaptiveAveragePooling2D, "max": keras.layers.AdaptiveMaxPooling2D}
-    columns, timers = [], {}
+    columns, timers, not_run = [], {}, {}
     for jit in (False, True):
         names = [f"ours {jit} fwd", f"ours {jit} bwd"]
         columns += names
@@ -102,18 +102,24 @@ def case_timers(mode, out, x_np, dy_np, skip_keras, have_torch):
     for jit in (False, True):
         names = [f"keras {jit} fwd", f"keras {jit} bwd"]
         columns += names
-        if not skip_keras and not (mode == "max" and out == 1):
+        if skip_keras:
+            not_run.update(dict.fromkeys(names, "skipped"))
+        elif mode == "max" and out == 1:
+            not_run.update(dict.fromkeys(names, "not run (SIGFPE)"))
+        else:
             make = functools.partial(tf_timers, peer[mode](out), x, dy, jit)
             timers.update(safe_timers(make, names))
     names = ["torch fwd", "torch bwd"]
     columns += names
     if have_torch:
         timers.update(safe_timers(lambda: torch_timers(mode, x_np, dy_np, out), names))
+    else:
+        not_run.update(dict.fromkeys(names, "n/a"))
     # TF's floor for any call here: an empty tf.function on the same input, with the same wait.
     empty = tf.function(lambda t: t[:1, :1, :1, :1])
     timers["empty"] = lambda: wait(empty(x))
     columns.append("empty")
-    return columns, timers
+    return columns, timers, not_run
 
 
 def main():
@@ -144,18 +150,11 @@ def main():
         for size, out in cases:
             x_np = rng.standard_normal((32, size, size, 64)).astype(np.float32)
             dy_np = rng.standard_normal((32, out, out, 64)).astype(np.float32)
-            columns, timers = case_timers(mode, out, x_np, dy_np, args.skip_keras, have_torch)
-            results = interleaved_medians(timers, repeats)
-            row = [f"{mode} {size}->{out}"]
-            for name in columns:
-                if name in results:
-                    row.append(results[name])
-                elif name.startswith("torch"):
-                    row.append("n/a")
-                elif args.skip_keras:
-                    row.append("skipped")
-                else:
-                    row.append("not run (SIGFPE)")
+            columns, timers, not_run = case_timers(
+                mode, out, x_np, dy_np, args.skip_keras, have_torch
+            )
+            results = {**not_run, **interleaved_medians(timers, repeats)}
+            row = [f"{mode} {size}->{out}"] + [results[name] for name in columns]
             rows.append(row)
             print(" | ".join(fmt(v) for v in row), flush=True)
             # Written after every row: a slow peer on a busy machine still leaves a table.
