@@ -1,4 +1,4 @@
-"""The shared argument helpers and the replica-aware seed."""
+"""The shared argument helpers, the replica-aware seed and the XLA-context probe."""
 
 import keras
 import numpy as np
@@ -93,3 +93,16 @@ def test_replica_seed_differs_between_replicas_and_is_reproducible():
     np.testing.assert_array_equal(first, again)
     # Outside a strategy the seed is that of replica 0.
     np.testing.assert_array_equal(utils.replica_seed(seed).numpy(), first[0])
+
+
+def test_in_xla_context():
+    seen = []
+
+    def probe():
+        seen.append(utils.in_xla_context())
+        return tf.constant(0)
+
+    probe()
+    tf.function(probe)()
+    tf.function(probe, jit_compile=True)()
+    assert seen == [False, False, True]

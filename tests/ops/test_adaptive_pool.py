@@ -19,7 +19,6 @@ from keras_cnn_ext.ops.adaptive_pool import (
     _take,
     adaptive_bins,
 )
-from keras_cnn_ext.utils import in_xla_context
 
 torch = pytest.importorskip("torch")
 
@@ -245,19 +244,6 @@ def test_take_slices_even_indices_and_gathers_the_rest():
     for indices in ([0, 9], [1, 3, 5, 7], [0, 1, 3, 5], [4], [2, 2, 3]):
         indices = np.array(indices)
         np.testing.assert_array_equal(_take(x, indices, 2), tf.gather(x, indices, axis=2))
-
-
-def test_in_xla_context():
-    seen = []
-
-    def probe():
-        seen.append(in_xla_context())
-        return tf.constant(0)
-
-    probe()
-    tf.function(probe)()
-    tf.function(probe, jit_compile=True)()
-    assert seen == [False, False, True]
 
 
 @pytest.mark.parametrize("output_size", [(4, 3), (1, 1)])
