@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from keras_cnn_ext import cli
-from keras_cnn_ext.demo import load_mnist_5k, run_demo
+from keras_cnn_ext.datasets import load_mnist_5k
+from keras_cnn_ext.demo import run_demo
 
 
 def test_mnist_split_is_stratified_and_disjoint():
