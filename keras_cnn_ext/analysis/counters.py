@@ -10,7 +10,7 @@ Counting conventions (stated once, used everywhere):
   layers), bias excluded. FLOPs are `2 * macs`, which is what `tf.profiler` reports for `Conv2D`
   and `MatMul`.
 - `bias_macs`: one extra MAC per output element of a layer that adds a bias, so that
-  `macs + bias_macs` is the seed's `N*H_out*W_out*C_out*(K_h*K_w*C_in + 1)` form.
+  `macs + bias_macs` is the `N*H_out*W_out*C_out*(K_h*K_w*C_in + 1)` form.
 - `other_ops`: everything that is not a multiply-accumulate, one per elementary operation:
   batch normalisation in inference 2 per element (scale and shift), layer normalisation 5 per
   element, pooling one per window element read, element-wise merges one per extra input element,
@@ -278,7 +278,7 @@ def _fractional_pool(layer, input_shapes, output_shapes):
     fmt = _data_format(layer)
     in_spatial, _ = split_channels(input_shapes[0], fmt)
     out_spatial, _ = split_channels(output_shapes[0], fmt)
-    # Regions are floor(alpha) or floor(alpha)+1 wide (REFERENCE.md); overlapping ones share
+    # Regions are floor(alpha) or floor(alpha)+1 wide (TF's fractional_pool_common.cc); overlapping ones share
     # their right edge with the next region, one more pixel.
     extra = 1 if getattr(layer, "overlapping", False) else 0
     kernel = tuple(

@@ -196,7 +196,7 @@ def conv_macs(output_spatial, kernel_size, in_channels, out_channels, groups=1, 
     """Multiply-accumulates of a (grouped) convolution, bias excluded:
     `N * prod(output_spatial) * C_out * prod(K) * C_in / groups`.
 
-    The seed's form `N*H_out*W_out*C_out*(K_h*K_w*C_in + 1)` counts the bias add as one more MAC
+    The common form `N*H_out*W_out*C_out*(K_h*K_w*C_in + 1)` counts the bias add as one more MAC
     per output element: add `N * prod(output_spatial) * C_out` to get it.
     """
     weights = conv_params(kernel_size, in_channels, out_channels, groups, use_bias=False)

@@ -19,7 +19,7 @@ class LayerRecord:
         trainable_params, non_trainable_params: weights first seen at this record (a shared
             layer's weights are counted once).
         macs: multiply-accumulates, bias excluded. `flops` is `2 * macs`.
-        bias_macs: one MAC per biased output element; `macs + bias_macs` is the seed's
+        bias_macs: one MAC per biased output element; `macs + bias_macs` is the common
             `N*H*W*C_out*(K_h*K_w*C_in + 1)` form.
         other_ops: element-wise operations that are not MACs (normalisation, pooling, merges,
             activations); see `keras_cnn_ext.analysis.counters`.
@@ -89,7 +89,7 @@ class ProfileResult:
     """What `profile()` returns: `records` (one `LayerRecord` per layer call) and totals.
 
     Totals: `trainable_params`, `non_trainable_params`, `params`, `macs`, `flops` (`2 * macs`),
-    `macs_with_bias` (the seed's form), `backward_macs` (about `2 * macs`: input and weight
+    `macs_with_bias` (the N·H·W·C·(K·K·C+1) form), `backward_macs` (about `2 * macs`: input and weight
     gradients), `training_macs` (forward + backward, about `3 * macs`), `other_ops`,
     `activation_bytes` (sum over all layer outputs: what training keeps for the backward pass),
     `peak_activation_bytes` (the largest sum of simultaneously live tensors while the layers run

