@@ -15,7 +15,8 @@ import keras
 from keras_cnn_ext.utils import normalize_data_format
 
 NORMALIZATIONS = ("batch", "sync_batch", "layer", "group", None)
-POOLINGS = ("max", "avg", "fractional", "adaptive_avg", "adaptive_max")
+ADAPTIVE_POOLINGS = ("adaptive_avg", "adaptive_max")  # pool to a fixed output size
+POOLINGS = ("max", "avg", "fractional", *ADAPTIVE_POOLINGS)
 
 
 def _accepts(cls, argument):
