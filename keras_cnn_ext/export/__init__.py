@@ -7,6 +7,7 @@ atomically. Needs the package's `export` extra (`tf2onnx`, `onnx`, `onnxruntime`
 `ai-edge-litert`).
 """
 
+from keras_cnn_ext.export.onnx import inspect_onnx, run_onnx, to_onnx  # noqa: F401
 from keras_cnn_ext.export.report import (  # noqa: F401
     ExportReport,
     UnsupportedOpsError,
