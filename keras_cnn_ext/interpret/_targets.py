@@ -1,0 +1,279 @@
+"""Finding the target layer of a layer attribution and running a model up to it.
+
+Grad-CAM needs the activations `A` of one inner layer and the model output `y` from the same
+forward pass, so that `dy/dA` can be taken under a `GradientTape`. How to get both depends on the
+model:
+
+- Sequential and Functional models: one feature model `Model(model.inputs, [A, model.output])`.
+- Nested models (a `keras.applications` base called inside a Functional model, named
+  `"base/conv_pw_13"`): `Model(outer.inputs, [base.get_layer(...).output, outer.output])` raises
+  "Output with path `0` is not connected to `inputs`" in Keras 3 (tensorflow #44462, keras #16355),
+  because the inner layer's tensor lives in the base's own graph. Instead the outer graph is cut
+  at the base's call: the layers before it, a feature model on the base's own inputs, and the head
+  layers after it, replayed in that order under the tape.
+- Subclassed models have no graph to cut: the target layer's output is captured while the model
+  runs, by a hook on that layer instance that is removed again before the call returns.
+
+Nothing here changes the user's model: the feature models share its layers and weights.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+PATH_SEPARATOR = "/"
+
+
+def graph_io(model):
+    """Returns `(inputs, outputs)` of a Functional/Sequential model, or `None` for subclassed ones."""
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        return None
+    if not inputs or not outputs:
+        return None
+    return list(inputs), list(outputs)
+
+
+def check_model(model):
+    """Validates the model argument shared by every attribution method."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"`model` must be a keras.Model (Sequential, Functional or subclassed). "
+            f"Received: {model!r} of type {type(model)}"
+        )
+    if not model.built:
+        raise ValueError(
+            "`model` must be built before it can be explained: call it on a batch or give it an "
+            f"`Input`. Received an unbuilt model {model.name!r}"
+        )
+    io = graph_io(model)
+    if io is not None and len(io[0]) != 1:
+        raise ValueError(
+            f"`model` must have a single image input. Received a model with {len(io[0])} inputs"
+        )
+    return model
+
+
+def _tensor_rank(layer):
+    try:
+        return len(layer.output.shape)
+    except (AttributeError, ValueError, RuntimeError):
+        return None  # a layer called several times, or never
+
+
+def spatial_layer_paths(model, prefix=""):
+    """Paths of the layers with a 4-D output, in the model's topological order.
+
+    Nested models contribute their own layers as `"outer_name/inner_name"`. For a subclassed model
+    (no graph, no static output shapes) every sub-layer that has weights or is a pooling/activation
+    layer is listed, since ranks are unknown until the model runs.
+    """
+    paths = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        name = prefix + layer.name
+        if isinstance(layer, keras.Model) and graph_io(layer) is not None:
+            inner = spatial_layer_paths(layer, name + PATH_SEPARATOR)
+            if inner:
+                paths.extend(inner)
+                continue
+        if graph_io(model) is None or _tensor_rank(layer) == 4:
+            paths.append(name)
+    return paths
+
+
+def _unknown_layer(model, name):
+    candidates = spatial_layer_paths(model)
+    shown = ", ".join(repr(c) for c in candidates[-12:])
+    more = f" (last 12 of {len(candidates)})" if len(candidates) > 12 else ""
+    return ValueError(
+        f"`layer` must name a layer of model {model.name!r} with a 4-D output; nested layers are "
+        f"named 'outer/inner'. Received: {name!r}. Candidates{more}: {shown}"
+    )
+
+
+def resolve_layer_path(model, layer):
+    """Turns `layer` (None, a name, an `"outer/inner"` path or a layer instance) into a path list."""
+    if layer is None:
+        if graph_io(model) is None:
+            return None  # found by probing when the first images arrive
+        paths = spatial_layer_paths(model)
+        if not paths:
+            raise ValueError(
+                f"`layer` is None but model {model.name!r} has no layer with a 4-D output to explain."
+            )
+        return paths[-1].split(PATH_SEPARATOR)
+    if isinstance(layer, keras.layers.Layer):
+        for path in _all_layer_paths(model):
+            if _follow(model, path) is layer:
+                return path
+        raise ValueError(
+            f"`layer` must be a layer of model {model.name!r}. Received layer {layer.name!r}, "
+            "which the model does not contain"
+        )
+    if not isinstance(layer, str) or not layer:
+        raise TypeError(
+            "`layer` must be None, a layer name ('base/conv_pw_13' for nested models) or a "
+            f"keras Layer. Received: {layer!r} of type {type(layer)}"
+        )
+    path = layer.split(PATH_SEPARATOR)
+    try:
+        _follow(model, path)
+    except ValueError:
+        raise _unknown_layer(model, layer) from None
+    return path
+
+
+def _all_layer_paths(model, prefix=()):
+    for layer in _sublayers(model):
+        yield [*prefix, layer.name]
+        if isinstance(layer, keras.Model):
+            yield from _all_layer_paths(layer, (*prefix, layer.name))
+
+
+def _sublayers(model):
+    if graph_io(model) is not None:
+        return list(model.layers)
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def _follow(model, path):
+    current = model
+    for name in path:
+        match = [layer for layer in _sublayers(current) if layer.name == name]
+        if not match:
+            raise ValueError(name)
+        current = match[0]
+    return current
+
+
+def _single(tensors):
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _connected_model(inputs, outputs):
+    try:
+        return keras.Model(_single(inputs), _single(outputs))
+    except ValueError:
+        return None
+
+
+class LayerForward:
+    """Callable `x -> (activations, output)` for one target layer; built once, reused by traces."""
+
+    def __init__(self, model, path):
+        self.model = model
+        self.path = list(path)
+        self.name = PATH_SEPARATOR.join(self.path)
+        if graph_io(model) is None:
+            self._layer = _follow(model, self.path)
+            self._call = self._captured
+        else:
+            self._call = self._split(model, self.path)
+
+    def __call__(self, x):
+        activations, output = self._call(x)
+        if isinstance(output, (list, tuple)):
+            output = output[0]
+        return activations, output
+
+    def _split(self, model, path):
+        inputs, outputs = graph_io(model)
+        layer = _follow(model, path[:1])
+        if len(path) == 1:
+            try:
+                activation = layer.output
+            except (AttributeError, ValueError, RuntimeError) as error:
+                raise ValueError(
+                    f"`layer` {self.name!r} cannot be explained: its output is not a single "
+                    f"tensor of the model's graph ({error})"
+                ) from None
+            feature = keras.Model(_single(inputs), [activation, *outputs])
+
+            def run(x):
+                activation, *output = feature(x, training=False)
+                return activation, _single(output)
+
+            return run
+        if graph_io(layer) is None:
+            raise _unknown_layer(self.model, self.name)
+        # Cut the outer graph at the nested model's call: before | nested feature model | head.
+        for node in layer._inbound_nodes:
+            before_cut, after_cut = list(node.input_tensors), list(node.output_tensors)
+            direct = len(before_cut) == 1 and any(before_cut[0] is t for t in inputs)
+            before = None if direct else _connected_model(inputs, before_cut)
+            head = _connected_model(after_cut, outputs)
+            if (direct or before is not None) and head is not None:
+                inner = self._split(layer, path[1:])
+
+                def run(x, before=before, head=head, inner=inner):
+                    h = x if before is None else before(x, training=False)
+                    activation, base_output = inner(h)
+                    return activation, head(base_output, training=False)
+
+                return run
+        raise ValueError(
+            f"`layer` {self.name!r} cannot be explained: the nested model {layer.name!r} is not "
+            f"called once between the inputs and outputs of {model.name!r}, or the layers after "
+            "it also read other tensors of the outer graph"
+        )
+
+    def _captured(self, x):
+        captured = []
+        layer = self._layer
+        original = layer.call
+
+        def hooked(*args, **kwargs):
+            result = original(*args, **kwargs)
+            captured.append(result)
+            return result
+
+        # A per-instance attribute shadows the class's `call` for this forward pass only;
+        # object.__setattr__ keeps Keras' attribute tracking out of it.
+        object.__setattr__(layer, "call", hooked)
+        try:
+            output = self.model(x, training=False)
+        finally:
+            object.__delattr__(layer, "call")
+        if not captured:
+            raise ValueError(
+                f"`layer` {self.name!r} was not called when model {self.model.name!r} ran."
+            )
+        return captured[-1], output
+
+
+def probe_last_spatial_layer(model, images):
+    """For a subclassed model: runs it once and returns the path of the last layer with 4-D output."""
+    layers = _sublayers(model)
+    ranks = {}
+    originals = {}
+    for layer in layers:
+        if isinstance(layer, keras.Model):
+            continue
+        originals[id(layer)] = layer
+
+        def hooked(*args, _layer=layer, _call=layer.call, **kwargs):
+            result = _call(*args, **kwargs)
+            if isinstance(result, tf.Tensor) or hasattr(result, "shape"):
+                ranks[id(_layer)] = (len(ranks), len(result.shape))
+            return result
+
+        object.__setattr__(layer, "call", hooked)
+    try:
+        model(images[:1], training=False)
+    finally:
+        for layer in originals.values():
+            object.__delattr__(layer, "call")
+    spatial = [(order, key) for key, (order, rank) in ranks.items() if rank == 4]
+    if not spatial:
+        raise ValueError(
+            f"`layer` is None but no layer of model {model.name!r} produced a 4-D output."
+        )
+    last = originals[max(spatial)[1]]
+    for path in _all_layer_paths(model):
+        if _follow(model, path) is last:
+            return path
+    raise ValueError(f"Could not name the last 4-D layer of model {model.name!r}.")
