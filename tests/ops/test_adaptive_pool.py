@@ -11,14 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keras_cnn_ext.ops import adaptive_avg_pool2d, adaptive_max_pool2d
-from keras_cnn_ext.ops.adaptive_pool import (
-    _axis_window,
-    _single_window,
-    _spread_blocks,
-    _spread_gathers,
-    _take,
-    adaptive_bins,
-)
+from keras_cnn_ext.ops.adaptive_pool import plans
+from keras_cnn_ext.ops.adaptive_pool.bins import adaptive_bins, axis_window, single_window
+from keras_cnn_ext.ops.adaptive_pool.forward import take
+from keras_cnn_ext.ops.adaptive_pool.gradients import GRADIENTS, spread_blocks, spread_gathers
 
 torch = pytest.importorskip("torch")
 
@@ -167,19 +163,21 @@ def test_ties_route_each_gradient_once(mode):
                 np.testing.assert_allclose(grad, ref)
 
 
+# Tie cases: the pooling op, runs, 1 x 1, upsampling, the routed XLA gradient, TF's gradient.
+TIE_CASES = [
+    (8, 8, 1),
+    (66, 3, 1),  # 1 x 1 past ROUTED_GLOBAL_LENGTH: the reduce_min search
+    (20, 9, (4, 3)),
+    (5, 7, (3, 4)),
+    (63, 10, (32, 3)),
+    (7, 5, (9, 8)),
+    (6, 6, 6),
+    (36, 5, (2, 1)),  # one window, bins past ROUTED_MAX_LENGTH: TF's MaxPoolGrad
+]
+
+
 @pytest.mark.parametrize("how", ["eager", "function", "xla", "xla_static"])
-@pytest.mark.parametrize(
-    "h, w, output_size",
-    [
-        (8, 8, 1),
-        (66, 3, 1),  # 1 x 1 past ROUTED_GLOBAL_LENGTH: the reduce_min search
-        (20, 9, (4, 3)),
-        (5, 7, (3, 4)),
-        (63, 10, (32, 3)),
-        (7, 5, (9, 8)),
-        (6, 6, 6),
-    ],
-)
+@pytest.mark.parametrize("h, w, output_size", TIE_CASES)
 def test_max_gradient_ties_match_torch(h, w, output_size, how):
     # Small integers: most bins hold several equal maxima. Torch gives each output's gradient to
     # the first of them in row-major order; so must every path (pooling op, runs, 1 x 1,
@@ -206,12 +204,51 @@ def test_max_gradient_ties_match_torch(h, w, output_size, how):
 )
 def test_single_window_covers_the_benchmark_sizes(sizes, output_size, expected):
     # The fast path: one strided pooling op whose windows are exactly torch's bins.
-    assert _single_window(sizes, output_size) == expected
+    assert single_window(sizes, output_size) == expected
     if expected is not None:
         (kh, kw), (sh, sw), padding = expected
         x = random_input((1, *sizes, 2))
         pooled = tf.nn.max_pool2d(x, (kh, kw), (sh, sw), padding).numpy()
         np.testing.assert_array_equal(pooled, torch_reference("max", x, output_size)[0])
+
+
+def _plan(h, w, output_size, mode, xla):
+    output_size = expected_shape(h, w, output_size)
+    return plans.choose_plan((h, w), output_size, mode, "float32", xla)
+
+
+@pytest.mark.parametrize(
+    "mode, size, out, plain, xla",
+    [
+        ("avg", 64, 7, ("window", "spread"), ("sliced_sums", "spread")),
+        ("avg", 64, 1, ("mean_matmul", "broadcast"), ("mean", "broadcast")),
+        ("avg", 63, 32, ("window", "spread"), ("sliced_sums", "spread")),
+        ("avg", 64, 32, ("window", "spread"), ("sliced_sums", "spread")),
+        ("max", 64, 7, ("window", "first_max_routed"), ("window", "first_max_routed")),
+        ("max", 64, 1, ("window", "first_max_chains"), ("reduce_max", "first_max_chains")),
+        ("max", 63, 32, ("window", "first_max_routed"), ("window", "first_max_routed")),
+        ("max", 64, 32, ("window", "first_max_routed"), ("window", "first_max_routed")),
+    ],
+)
+def test_benchmark_cases_get_their_plans(mode, size, out, plain, xla):
+    # The benchmarked cases run the formulations their timings were measured with.
+    for jit, expected in ((False, plain), (True, xla)):
+        plan = _plan(size, size, out, mode, jit)
+        assert (plan.forward, plan.gradient) == expected
+
+
+def test_every_formulation_is_checked_against_torch():
+    # The torch comparisons above reach every forward formulation and every gradient.
+    seen = {
+        (plan.forward, plan.gradient)
+        for h, w, output_size in CASES + TIE_CASES
+        for mode in OPS
+        for xla in (False, True)
+        for plan in [_plan(h, w, output_size, mode, xla)]
+    }
+    assert {f for f, _ in seen} == set(plans.FORWARDS)
+    assert {g for _, g in seen} == set(GRADIENTS) | {"autodiff"}
+    assert plans.choose_plan((None, 5), (2, 2), "max", "float32", False).forward == "per_axis"
 
 
 def test_block_spread_equals_the_gather_spread_on_every_window_axis():
@@ -221,29 +258,29 @@ def test_block_spread_equals_the_gather_spread_on_every_window_axis():
     checked = 0
     for in_size in range(1, 25):
         for out_size in range(1, in_size):
-            window = _axis_window(in_size, out_size)
+            window = axis_window(in_size, out_size)
             if window is None:
                 continue
             for axis in (1, 2):
                 shape = [2, 3, 3, 2]
                 shape[axis] = out_size
                 dy = tf.constant(rng.standard_normal(shape), tf.float32)
-                blocks = _spread_blocks(dy, axis, in_size, *window)
-                gathers = _spread_gathers(dy, axis, in_size, out_size)
+                blocks = spread_blocks(dy, axis, in_size, *window)
+                gathers = spread_gathers(dy, axis, in_size, out_size)
                 assert blocks.shape == gathers.shape
                 np.testing.assert_allclose(blocks, gathers, rtol=1e-6, atol=1e-6)
             checked += 1
     assert checked > 100  # divisible, overlapping VALID and clipped SAME windows all occur
-    assert _axis_window(64, 7) == (10, 9, 0)
-    assert _axis_window(63, 32) == (3, 2, 1)
-    assert _axis_window(10, 7) is None
+    assert axis_window(64, 7) == (10, 9, 0)
+    assert axis_window(63, 32) == (3, 2, 1)
+    assert axis_window(10, 7) is None
 
 
 def test_take_slices_even_indices_and_gathers_the_rest():
     x = tf.reshape(tf.range(2 * 10 * 3), (1, 2, 10, 3))
     for indices in ([0, 9], [1, 3, 5, 7], [0, 1, 3, 5], [4], [2, 2, 3]):
         indices = np.array(indices)
-        np.testing.assert_array_equal(_take(x, indices, 2), tf.gather(x, indices, axis=2))
+        np.testing.assert_array_equal(take(x, indices, 2), tf.gather(x, indices, axis=2))
 
 
 @pytest.mark.parametrize("output_size", [(4, 3), (1, 1)])
