@@ -1,0 +1,187 @@
+"""Fake quantizers: symmetric last-value weight quantizers and the moving-average activation one.
+
+Both call TF's `fake_quant_with_min_max_vars(_per_channel)`, the ops the TFLite converter reads
+ranges from (Keras' `keras.quantizers.fake_quant_with_min_max_vars` maps to the same ops).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+# The smallest weight range: an all-zero channel would give a zero scale (a NaN fake quant).
+_MIN_RANGE = 1e-8
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn_ext")
+class WeightQuantizer:
+    """Symmetric 8-bit fake quantization of a weight from its current extremes (last value).
+
+    TFMOT's default 8-bit scheme for conv weights (`LastValueQuantizer(8, per_axis=True,
+    symmetric=True, narrow_range=True)`): the range is `[-m, m]` with `m = max |w|` over the
+    channel (per axis) or the whole tensor, the integers `[-127, 127]`, the zero point 0.
+
+    Args:
+        per_axis: one range per output channel (the last axis). Default True.
+        depthwise: the weight is a `DepthwiseConv2D` kernel `(kh, kw, in, multiplier)`: the
+            channels are the flattened `in * multiplier` axis, TFLite's depthwise output
+            channels (TFMOT uses the multiplier axis instead, its issue #808). Default False.
+        num_bits: bit width. Default 8.
+        narrow_range: use `[-127, 127]`. Default True.
+    """
+
+    def __init__(self, per_axis=True, depthwise=False, num_bits=8, narrow_range=True):
+        self.per_axis = bool(per_axis)
+        self.depthwise = bool(depthwise)
+        self.num_bits = int(num_bits)
+        self.narrow_range = bool(narrow_range)
+
+    def ranges(self, weight):
+        """The `(min, max)` the fake quant uses for `weight`: per channel or scalars."""
+        w = self._channels_last(weight)
+        axes = list(range(len(w.shape) - 1)) if self.per_axis else None
+        bound = tf.maximum(tf.reduce_max(tf.abs(w), axis=axes), _MIN_RANGE)
+        return -bound, bound
+
+    def _channels_last(self, weight):
+        weight = tf.convert_to_tensor(weight)
+        if self.depthwise:
+            kh, kw, cin, mult = weight.shape
+            return tf.reshape(weight, (kh, kw, 1, cin * mult))
+        return weight
+
+    def __call__(self, weight):
+        w = self._channels_last(weight)
+        lo, hi = self.ranges(weight)
+        if self.per_axis:
+            q = tf.quantization.fake_quant_with_min_max_vars_per_channel(
+                w, lo, hi, num_bits=self.num_bits, narrow_range=self.narrow_range
+            )
+        else:
+            q = tf.quantization.fake_quant_with_min_max_vars(
+                w, lo, hi, num_bits=self.num_bits, narrow_range=self.narrow_range
+            )
+        return tf.reshape(q, tf.shape(weight)) if self.depthwise else q
+
+    def get_config(self):
+        return {
+            "per_axis": self.per_axis,
+            "depthwise": self.depthwise,
+            "num_bits": self.num_bits,
+            "narrow_range": self.narrow_range,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"WeightQuantizer({args})"
+
+
+def cross_replica_min_max(values):
+    """Global `(min, max)` of `values` over every replica of a `tf.distribute` strategy.
+
+    A statistic updated in `call` is per replica by default: each replica would average its
+    own sub-batch's extremes and reads would return replica 0's. Gathering the per-replica
+    extremes first gives every replica the full batch's, as single-device training sees.
+    """
+    lo = tf.reduce_min(values)
+    hi = tf.reduce_max(values)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        gathered = context.all_gather(tf.stack([lo, hi])[None], axis=0)
+        lo = tf.reduce_min(gathered[:, 0])
+        hi = tf.reduce_max(gathered[:, 1])
+    return lo, hi
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn_ext")
+class FakeQuant(keras.layers.Layer):
+    """Per-tensor asymmetric 8-bit fake quantization with moving-average min/max.
+
+    TFMOT's `MovingAverageQuantizer(8, per_axis=False, symmetric=False, narrow_range=False)`:
+    in training, the batch's minimum and maximum (widened to contain 0) update exponential
+    moving averages `v = decay * v + (1 - decay) * batch`, initialised from the first batch;
+    the input is fake-quantized with the updated range. At inference, and once `frozen`, the
+    stored range is used unchanged. Under `tf.distribute` the extremes are reduced over the
+    replicas before the update, so every replica holds the same range as single-device
+    training.
+
+    Args:
+        ema_decay: the moving averages' decay. Default 0.999.
+        num_bits: bit width. Default 8.
+        narrow_range: use `[1, 255]` instead of `[0, 255]`. Default False.
+        frozen: start with the range frozen (see `FreezeQuantizationRanges`). Default False.
+
+    Input shape:
+        Any float tensor. Output shape: the same.
+
+    Example:
+
+    >>> fq = FakeQuant()
+    >>> _ = fq(keras.ops.convert_to_tensor([[-1.0, 0.5, 3.0]]), training=True)
+    >>> [round(float(v), 3) for v in (fq.range_min, fq.range_max)]
+    [-1.0, 3.0]
+    """
+
+    def __init__(self, ema_decay=0.999, num_bits=8, narrow_range=False, frozen=False, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"`ema_decay` must be in [0, 1). Received: ema_decay={ema_decay!r}")
+        self.ema_decay = float(ema_decay)
+        self.num_bits = int(num_bits)
+        self.narrow_range = bool(narrow_range)
+        self.frozen = bool(frozen)
+
+    def build(self, input_shape):
+        def stat(name, value):
+            # "mean" lets replicas assign in replica context; their values are equal already.
+            return self.add_weight(
+                name=name,
+                shape=(),
+                initializer=keras.initializers.Constant(value),
+                trainable=False,
+                aggregation="mean",
+            )
+
+        # TFMOT's initial range, used only before the first training batch.
+        self.range_min = stat("range_min", -6.0)
+        self.range_max = stat("range_max", 6.0)
+        self.initialized = stat("initialized", 0.0)
+
+    def call(self, inputs, training=None):
+        x = tf.cast(inputs, tf.float32)
+        if training and not self.frozen:
+            lo, hi = cross_replica_min_max(x)
+            lo, hi = tf.minimum(lo, 0.0), tf.maximum(hi, 0.0)
+            first = tf.equal(tf.convert_to_tensor(self.initialized), 0.0)
+            decay = self.ema_decay
+            new_min = tf.where(first, lo, decay * self.range_min + (1 - decay) * lo)
+            new_max = tf.where(first, hi, decay * self.range_max + (1 - decay) * hi)
+            self.range_min.assign(new_min)
+            self.range_max.assign(new_max)
+            self.initialized.assign(1.0)
+        else:
+            new_min = tf.convert_to_tensor(self.range_min)
+            new_max = tf.convert_to_tensor(self.range_max)
+        out = tf.quantization.fake_quant_with_min_max_vars(
+            x, new_min, new_max, num_bits=self.num_bits, narrow_range=self.narrow_range
+        )
+        return tf.cast(out, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "ema_decay": self.ema_decay,
+                "num_bits": self.num_bits,
+                "narrow_range": self.narrow_range,
+                "frozen": self.frozen,
+            }
+        )
+        return config
