@@ -48,7 +48,8 @@ def _same(a, b):
 
 def _materialize_dataset(dataset, input_rank):
     """`(x, y, sample_weight)` arrays from a finite, deterministic `tf.data.Dataset`."""
-    first = [_numpy_tree(next(iter(dataset.take(1)))) for _ in range(2)]
+    # Two iterations of the same dataset object: a reshuffle or a random map shows up here.
+    first = [_numpy_tree(next(iter(dataset))) for _ in range(2)]
     if not _same(first[0], first[1]):
         raise ValueError(
             "`x` is a tf.data.Dataset whose elements change between iterations (a shuffle "

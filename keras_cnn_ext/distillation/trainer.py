@@ -206,7 +206,8 @@ class Distillation:
                     f"`{role}_layer_name` must name a layer of the {role}. Received: {name!r}; "
                     f"the {role} has {names}"
                 ) from None
-        return keras.Model(model.inputs, [output, *features], name=f"{model.name}_features")
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        return keras.Model(inputs, [output, *features], name=f"{model.name}_features")
 
     def teacher_outputs(self, x):
         """The teacher's targets for a batch: `{"logits": ..., "<term key>": ...}` (float32).
@@ -243,7 +244,7 @@ class Distillation:
     def teacher_function(self):
         """A `tf.function` computing `teacher_outputs` (traced once per input signature)."""
         if self._teacher_function is None:
-            self._teacher_function = tf.function(self.teacher_outputs)
+            self._teacher_function = tf.function(self.teacher_outputs, autograph=False)
         return self._teacher_function
 
     def teacher_output_spec(self):
