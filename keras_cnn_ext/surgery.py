@@ -192,7 +192,9 @@ def transform(
         if input_function is not None and sub is model:
             entry = [input_function(x) for x in inputs]
         outputs = _replay(sub, entry, visit)
-        model_inputs = inputs[0] if len(inputs) == 1 and not isinstance(sub.input, list) else inputs
+        structure = None if isinstance(sub, keras.Sequential) else sub._inputs_struct
+        single = len(inputs) == 1 and not isinstance(structure, (list, tuple, dict))
+        model_inputs = inputs[0] if single else inputs
         return keras.Model(model_inputs, outputs, name=new_name or sub.name)
 
     return _transform(model, name)

@@ -1,0 +1,58 @@
+"""Shared, session-scoped trained models for the quantization proofs (trained once per run).
+
+LeNet-5 + BN (modern variant, "same" first padding for 28x28) on the 5,000 real MNIST digits:
+6 float epochs, then 2 QAT epochs. ResNet-20 with SE, reduced for time: half width (8, 16, 32
+channels), 3 float epochs and 1 QAT epoch on the same 4,000 digits.
+"""
+
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from keras_cnn_ext.datasets import load_mnist_5k  # noqa: E402
+from keras_cnn_ext.models import LeNet5, ResNet20  # noqa: E402
+from keras_cnn_ext.quantization import quantize_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    return load_mnist_5k()
+
+
+def _accuracy(model, x, y):
+    return float(np.mean(np.argmax(model.predict(x, batch_size=256, verbose=0), -1) == y))
+
+
+def _train(model, mnist, float_epochs, qat_epochs, seed):
+    (x_train, y_train), (x_test, y_test) = mnist
+    keras.utils.set_random_seed(seed)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, batch_size=32, epochs=float_epochs, verbose=0)
+    float_weights = [w.copy() for w in model.get_weights()]
+    qat = quantize_model(model)
+    qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+    qat.fit(x_train, y_train, batch_size=32, epochs=qat_epochs, verbose=0)
+    return {
+        "float": model,
+        "float_weights": float_weights,
+        "qat": qat,
+        "float_accuracy": _accuracy(model, x_test, y_test),
+        "qat_accuracy": _accuracy(qat, x_test, y_test),
+    }
+
+
+@pytest.fixture(scope="session")
+def lenet(mnist):
+    model = LeNet5("modern", input_shape=(28, 28, 1), padding="same", norm="batch")
+    return _train(model, mnist, float_epochs=6, qat_epochs=2, seed=1)
+
+
+@pytest.fixture(scope="session")
+def se_resnet20(mnist):
+    model = ResNet20(input_shape=(28, 28, 1), classes=10, attention="se", width_multiplier=0.5)
+    return _train(model, mnist, float_epochs=3, qat_epochs=1, seed=2)
