@@ -56,11 +56,11 @@ def check_model(model):
     return model
 
 
-def _tensor_rank(layer):
-    try:
-        return len(layer.output.shape)
-    except (AttributeError, ValueError, RuntimeError):
-        return None  # a layer called several times, or never
+def _tensor_rank(model, layer):
+    nodes = own_nodes(model, layer)
+    if len(nodes) != 1 or len(nodes[0].output_tensors) != 1:
+        return None  # a layer called several times, or with several outputs
+    return len(nodes[0].output_tensors[0].shape)
 
 
 def spatial_layer_paths(model, prefix=""):
@@ -80,7 +80,7 @@ def spatial_layer_paths(model, prefix=""):
             if inner:
                 paths.extend(inner)
                 continue
-        if graph_io(model) is None or _tensor_rank(layer) == 4:
+        if graph_io(model) is None or _tensor_rank(model, layer) == 4:
             paths.append(name)
     return paths
 
@@ -150,8 +150,27 @@ def _follow(model, path):
     return current
 
 
+def own_nodes(model, layer):
+    """The calls (Keras nodes) of `layer` that belong to `model`'s graph, not to another model's.
+
+    A layer reused in a second model, or a `keras.applications` base that also has its own graph,
+    has several inbound nodes; `layer.output` is always the first one, which may not be
+    connected to this model's inputs.
+    """
+    graph = getattr(model, "_functional", None) or model
+    keys = getattr(graph, "_nodes", None)
+    nodes = list(layer._inbound_nodes)
+    if keys is None:  # pragma: no cover - a Keras that renamed its node registry
+        return nodes
+    return [node for i, node in enumerate(nodes) if f"{id(layer)}_ib-{i}" in keys]
+
+
 def _single(tensors):
     return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _same(tensors, others):
+    return len(tensors) == len(others) and all(t is o for t, o in zip(tensors, others, strict=True))
 
 
 def _connected_model(inputs, outputs):
@@ -183,14 +202,14 @@ class LayerForward:
     def _split(self, model, path):
         inputs, outputs = graph_io(model)
         layer = _follow(model, path[:1])
+        nodes = own_nodes(model, layer)
         if len(path) == 1:
-            try:
-                activation = layer.output
-            except (AttributeError, ValueError, RuntimeError) as error:
+            if len(nodes) != 1 or len(nodes[0].output_tensors) != 1:
                 raise ValueError(
-                    f"`layer` {self.name!r} cannot be explained: its output is not a single "
-                    f"tensor of the model's graph ({error})"
-                ) from None
+                    f"`layer` {self.name!r} cannot be explained: it must be called once in the "
+                    f"model and return one tensor (it has {len(nodes)} calls here)"
+                )
+            activation = nodes[0].output_tensors[0]
             feature = keras.Model(_single(inputs), [activation, *outputs])
 
             def run(x):
@@ -201,18 +220,21 @@ class LayerForward:
         if graph_io(layer) is None:
             raise _unknown_layer(self.model, self.name)
         # Cut the outer graph at the nested model's call: before | nested feature model | head.
-        for node in layer._inbound_nodes:
+        for node in nodes:
             before_cut, after_cut = list(node.input_tensors), list(node.output_tensors)
-            direct = len(before_cut) == 1 and any(before_cut[0] is t for t in inputs)
-            before = None if direct else _connected_model(inputs, before_cut)
-            head = _connected_model(after_cut, outputs)
-            if (direct or before is not None) and head is not None:
+            before = None if _same(before_cut, inputs) else _connected_model(inputs, before_cut)
+            head = None if _same(after_cut, outputs) else _connected_model(after_cut, outputs)
+            if (before is not None or _same(before_cut, inputs)) and (
+                head is not None or _same(after_cut, outputs)
+            ):
                 inner = self._split(layer, path[1:])
 
                 def run(x, before=before, head=head, inner=inner):
                     h = x if before is None else before(x, training=False)
                     activation, base_output = inner(h)
-                    return activation, head(base_output, training=False)
+                    return activation, base_output if head is None else head(
+                        base_output, training=False
+                    )
 
                 return run
         raise ValueError(
