@@ -124,9 +124,9 @@ def inference_function(model, specs):
     return serve
 
 
-def graph_op_types(model, specs):
-    """`(op type, op name)` of every op in the model's traced inference graph, nested bodies included."""
-    graph_def = inference_function(model, specs).get_concrete_function().graph.as_graph_def()
+def graph_op_types(concrete_function):
+    """`(op type, op name)` of every op in a traced graph, nested function bodies included."""
+    graph_def = concrete_function.graph.as_graph_def()
     nodes = [(n.op, n.name) for n in graph_def.node]
     for function in graph_def.library.function:
         nodes.extend((n.op, n.name) for n in function.node_def)

@@ -117,9 +117,9 @@ def to_onnx(
             "reduced-precision model rebuilt in float32 (same weights) for export; outputs are "
             "compared with that float32 model"
         )
-    nodes = _common.graph_op_types(exported, specs)
-    qat = _common.is_qat_graph(nodes)
-    proto = _convert(exported, specs, opset)
+    function = _common.inference_function(exported, specs)
+    qat = _common.is_qat_graph(_common.graph_op_types(function.get_concrete_function()))
+    proto = _convert(exported, function, specs, opset)
     data = proto.SerializeToString()
     info = inspect_onnx(proto)
     report = ExportReport(
@@ -153,14 +153,13 @@ def to_onnx(
     return report
 
 
-def _convert(model, specs, opset):
+def _convert(model, function, specs, opset):
     try:
         import tf2onnx
     except ImportError as error:  # pragma: no cover - the export extra is missing
         raise ImportError(
             "ONNX export needs tf2onnx and onnxruntime: pip install 'keras-cnn-ext[export]'"
         ) from error
-    function = _common.inference_function(model, specs)
     handlers = {
         "FakeQuantWithMinMaxVars": (_fake_quant_handler, []),
         "FakeQuantWithMinMaxArgs": (_fake_quant_handler, []),
