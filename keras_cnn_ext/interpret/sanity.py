@@ -113,9 +113,6 @@ def model_randomization_test(
     """
     rng = np.random.default_rng(check_seed(seed))
     cls = get_method(method)
-    trained = cls(model, **method_options)
-    indices = trained.resolve_class_index(images, class_index)
-    reference = trained.attribute(images, indices)
 
     def fresh_copy():
         if _targets.graph_io(model) is None:
@@ -143,11 +140,14 @@ def model_randomization_test(
     else:
         order = [layers] if isinstance(layers, str) else list(layers)
         unknown = [p for p in order if p not in by_path]
-        if unknown:
+        if unknown or not order:
             raise ValueError(
-                f"`layers` must name layers with weights. Received unknown {unknown}; "
+                f"`layers` must name one or more layers with weights. Received {order}; "
                 f"candidates: {list(by_path)}"
             )
+    trained = cls(model, **method_options)
+    indices = trained.resolve_class_index(images, class_index)
+    reference = trained.attribute(images, indices)
     per_image = []
     for path in order:
         if not cascading:
