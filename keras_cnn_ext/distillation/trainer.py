@@ -244,7 +244,9 @@ class Distillation:
     def teacher_function(self):
         """A `tf.function` computing `teacher_outputs` (traced once per input signature)."""
         if self._teacher_function is None:
-            self._teacher_function = tf.function(self.teacher_outputs, autograph=False)
+            self._teacher_function = tf.function(
+                self.teacher_outputs, autograph=False, reduce_retracing=True
+            )
         return self._teacher_function
 
     def teacher_output_spec(self):
