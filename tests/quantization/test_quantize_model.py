@@ -90,7 +90,7 @@ def test_residual_block_with_se_and_drop_path_is_expanded_exactly():
     x = ResidualBlock(8, block_type="basic", attention="se", drop_path_rate=0.1, name="b1")(inputs)
     x = ResidualBlock(16, block_type="basic", strides=2, shortcut="zero_pad", name="b2")(x)
     model = keras.Model(inputs, x)
-    from keras_cnn_ext.quantization.quantize import _expand
+    from keras_cnn_ext.quantization.qat import _expand
 
     flat = _expand(model, QuantizeConfig())
     kinds = {type(layer) for layer in flat.layers}

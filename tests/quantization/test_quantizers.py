@@ -59,7 +59,9 @@ def _fit_ranges(strategy, weights, x, y):
         qat = quantize_model(model)
         qat.compile(keras.optimizers.SGD(0.05), "mse")
     qat.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-    return {q.name: (float(q.range_min.numpy()), float(q.range_max.numpy())) for q in quantizers_of(qat)}
+    return {
+        q.name: (float(q.range_min.numpy()), float(q.range_max.numpy())) for q in quantizers_of(qat)
+    }
 
 
 def test_mirrored_strategy_learns_the_single_device_ranges():
