@@ -27,11 +27,14 @@ constant indices.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 
 import numpy as np
 import tensorflow as tf
 
+from keras_cnn_ext.ops._compiled import compiled
 from keras_cnn_ext.ops._window_gradient import along, materialize, route_to_first_max
 from keras_cnn_ext.utils import (
     check_float_dtype,
@@ -228,14 +231,27 @@ def _stage_forward(x, indices, axis):
     return y
 
 
-def _pool_forward(x, row_seq, col_seq, overlapping, max_rows, max_cols, h_axis):
-    w_axis = h_axis + 1
-    cols, _ = _windows(col_seq, tf.shape(x)[w_axis], overlapping, max_cols)
-    rows, _ = _windows(row_seq, tf.shape(x)[h_axis], overlapping, max_rows)
+class _Geometry(typing.NamedTuple):
+    """The static facts of the windows, besides the tensors (hashable: part of a trace's key).
+
+    `max_rows`/`max_cols` bound the window length along the height/width (how many offsets the
+    gathers take); `h_axis` is 1 (NHWC) or 2 (NCHW).
+    """
+
+    overlapping: bool
+    h_axis: int
+    max_rows: int
+    max_cols: int
+
+
+def _pool_forward(x, row_seq, col_seq, geometry):
+    h_axis, w_axis = geometry.h_axis, geometry.h_axis + 1
+    cols, _ = _windows(col_seq, tf.shape(x)[w_axis], geometry.overlapping, geometry.max_cols)
+    rows, _ = _windows(row_seq, tf.shape(x)[h_axis], geometry.overlapping, geometry.max_rows)
     return _stage_forward(_stage_forward(x, cols, w_axis), rows, h_axis)
 
 
-def _first_max_code(x, z, row_seq, col_seq, overlapping, max_rows, max_cols, h_axis):
+def _first_max_code(x, z, row_seq, col_seq, geometry):
     """`h * width + w` of the first maximum of every window in row-major order (TF's argmax).
 
     TF scans a window row by row and replaces its candidate only on a strictly larger value, so
@@ -243,10 +259,10 @@ def _first_max_code(x, z, row_seq, col_seq, overlapping, max_rows, max_cols, h_a
     every match leaves that one. Offsets clamped past a window's end repeat its last row/column,
     which comes earlier in that order, so they never win.
     """
-    w_axis = h_axis + 1
+    h_axis, w_axis = geometry.h_axis, geometry.h_axis + 1
     width = tf.shape(x)[w_axis]
-    cols, _ = _windows(col_seq, width, overlapping, max_cols)
-    rows, _ = _windows(row_seq, tf.shape(x)[h_axis], overlapping, max_rows)
+    cols, _ = _windows(col_seq, width, geometry.overlapping, geometry.max_cols)
+    rows, _ = _windows(row_seq, tf.shape(x)[h_axis], geometry.overlapping, geometry.max_rows)
     if z is None:  # the maxima, pooled in the other order than the forward so XLA keeps both
         z = _stage_forward(_stage_forward(x, rows, h_axis), cols, w_axis)
     code = None
@@ -261,27 +277,27 @@ def _first_max_code(x, z, row_seq, col_seq, overlapping, max_rows, max_cols, h_a
     return materialize(code)
 
 
-def _route_gradient(x, code, grad_z, row_seq, col_seq, overlapping, h_axis):
+def _route_gradient(x, code, grad_z, row_seq, col_seq, geometry):
     """Sends every output gradient to its window's first maximum (`route_to_first_max`)."""
+    h_axis, overlapping = geometry.h_axis, geometry.overlapping
     _, row_start = _windows(row_seq, tf.shape(x)[h_axis], overlapping, 1)
     _, col_start = _windows(col_seq, tf.shape(x)[h_axis + 1], overlapping, 1)
     return route_to_first_max(x, code, grad_z, row_start, col_start, overlapping, h_axis)
 
 
-_XLA = {"jit_compile": True, "autograph": False}
-_pool_forward_xla = tf.function(_pool_forward, **_XLA)
-_first_max_code_xla = tf.function(_first_max_code, **_XLA)
-_route_gradient_xla = tf.function(_route_gradient, **_XLA)
+# Traced once per geometry and dtype, shapes relaxed after the first: eager calls on many
+# shapes neither retrace per shape nor log TF's retracing warning.
+_pool_forward_xla = compiled(_pool_forward)
+_first_max_code_xla = compiled(_first_max_code)
+_route_gradient_xla = compiled(_route_gradient)
 
 
-def _pool(x, row_seq, col_seq, overlapping, max_rows, max_cols, h_axis, compiled):
-    static = {"overlapping": overlapping, "h_axis": h_axis}
-    sizes = {"max_rows": max_rows, "max_cols": max_cols}
-    forward = _pool_forward_xla if compiled else _pool_forward
+def _pool(x, row_seq, col_seq, geometry, compile_forward):
+    forward = _pool_forward_xla if compile_forward else _pool_forward
 
     @tf.custom_gradient
     def pool(inputs):
-        output = forward(inputs, row_seq, col_seq, **static, **sizes)
+        output = forward(inputs, row_seq, col_seq, geometry)
 
         def grad(upstream):
             # Always compiled: a gradient never reaches an exporter, and XLA runs each of these
@@ -290,33 +306,53 @@ def _pool(x, row_seq, col_seq, overlapping, max_rows, max_cols, h_axis, compiled
             # forward's output there makes XLA materialise the forward's gathers in a transposed
             # layout (3x slower fwd+bwd when the output is also used, as in any model).
             known = None if in_xla_context() else output
-            code = _first_max_code_xla(inputs, known, row_seq, col_seq, **static, **sizes)
-            return _route_gradient_xla(inputs, code, upstream, row_seq, col_seq, **static)
+            code = _first_max_code_xla(inputs, known, row_seq, col_seq, geometry)
+            return _route_gradient_xla(inputs, code, upstream, row_seq, col_seq, geometry)
 
         return output, grad
 
     return pool(x)
 
 
-def _resolve_sequence(
-    given, input_size, static_size, output_size, ratio, name, seed, pseudo_random, overlapping
-):
-    """Returns `(sequence tensor, max window length, static?, asserts)` for one axis."""
-    static_seq = _static_sequence(given)
-    static_out = fractional_output_size(static_size, ratio)
+@dataclasses.dataclass(frozen=True)
+class _Axis:
+    """One pooled axis: its sizes, ratio, the user's sequence (or `None`) and its seed."""
+
+    name: str  # the sequence's argument name, for messages
+    given: object
+    size: tf.Tensor  # the size at run time
+    static_size: int | None
+    output_size: tf.Tensor
+    ratio: float
+    seed: tf.Tensor | None
+
+
+class _Sequence(typing.NamedTuple):
+    values: tf.Tensor  # int64 boundaries
+    max_len: int  # longest window
+    static: bool  # known at trace time
+    asserts: list
+
+
+def _resolve_sequence(axis, pseudo_random, overlapping):
+    """The `_Sequence` of one `_Axis`: the user's, checked, or one drawn in the graph."""
+    name = axis.name
+    static_seq = _static_sequence(axis.given)
+    static_out = fractional_output_size(axis.static_size, axis.ratio)
     if static_seq is not None:
-        max_len = _check_static_sequence(static_seq, static_size, static_out, name, overlapping)
-        return tf.constant(static_seq, tf.int64), max_len, True, []
-    bound = static_size // static_out if static_size is not None else _max_step(ratio) - 1
-    max_len = bound + 1 + int(overlapping)
-    if given is None:
-        return (
-            fractional_pooling_sequence(input_size, output_size, seed, pseudo_random),
-            max_len,
-            False,
-            [],
+        max_len = _check_static_sequence(
+            static_seq, axis.static_size, static_out, name, overlapping
         )
-    given = tf.cast(tf.convert_to_tensor(given), tf.int64)
+        return _Sequence(tf.constant(static_seq, tf.int64), max_len, True, [])
+    if axis.static_size is not None:
+        bound = axis.static_size // static_out
+    else:
+        bound = _max_step(axis.ratio) - 1
+    max_len = bound + 1 + int(overlapping)
+    if axis.given is None:
+        values = fractional_pooling_sequence(axis.size, axis.output_size, axis.seed, pseudo_random)
+        return _Sequence(values, max_len, False, [])
+    given = tf.cast(tf.convert_to_tensor(axis.given), tf.int64)
     if given.shape.rank not in (None, 1):
         raise ValueError(f"`{name}` must be a 1-D sequence of ints. Received shape {given.shape}")
     steps = given[1:] - given[:-1]
@@ -325,7 +361,7 @@ def _resolve_sequence(
             given[0], tf.constant(0, tf.int64), message=f"`{name}` must start at 0"
         ),
         tf.debugging.assert_equal(
-            given[-1], tf.cast(input_size, tf.int64), message=f"`{name}` must end at the input size"
+            given[-1], tf.cast(axis.size, tf.int64), message=f"`{name}` must end at the input size"
         ),
         tf.debugging.assert_positive(steps, message=f"`{name}` must strictly increase"),
         tf.debugging.assert_less_equal(
@@ -335,7 +371,7 @@ def _resolve_sequence(
             f"(at most {max_len - int(overlapping)})",
         ),
     ]
-    return given, max_len, False, asserts
+    return _Sequence(given, max_len, False, asserts)
 
 
 def fractional_max_pool2d(
@@ -412,56 +448,34 @@ def fractional_max_pool2d(
                 f"Received: {pooling_ratio!r}"
             )
     dynamic = tf.shape(x)
-    sizes = (dynamic[h_axis], dynamic[h_axis + 1])
-    out_sizes = [fractional_output_size(s, r) for s, r in zip(sizes, ratios, strict=True)]
     row_seed, col_seed = (None, None)
     if row_pooling_sequence is None or col_pooling_sequence is None:
         row_seed, col_seed = _seed_pair(seed)
-
-    resolved = []
-    for i, (given, name, axis_seed) in enumerate(
-        (
-            (row_pooling_sequence, "row_pooling_sequence", row_seed),
-            (col_pooling_sequence, "col_pooling_sequence", col_seed),
-        )
+    axes = []
+    for name, given, a, ratio, axis_seed in (
+        ("row_pooling_sequence", row_pooling_sequence, h_axis, ratios[0], row_seed),
+        ("col_pooling_sequence", col_pooling_sequence, h_axis + 1, ratios[1], col_seed),
     ):
-        resolved.append(
-            _resolve_sequence(
-                given,
-                sizes[i],
-                static_sizes[i],
-                out_sizes[i],
-                ratios[i],
-                name,
-                axis_seed,
-                pseudo_random,
-                overlapping,
-            )
-        )
-    (row_seq, max_rows, row_static, row_asserts), (col_seq, max_cols, col_static, col_asserts) = (
-        resolved
-    )
-    asserts = row_asserts + col_asserts
-    if not (row_static and col_static):
+        size = dynamic[a]
+        output_size = fractional_output_size(size, ratio)
+        axes.append(_Axis(name, given, size, x.shape[a], output_size, ratio, axis_seed))
+    rows, cols = (_resolve_sequence(axis, pseudo_random, overlapping) for axis in axes)
+    asserts = rows.asserts + cols.asserts
+    if not (rows.static and cols.static):
         asserts += [
             tf.debugging.assert_positive(
-                o,
+                axis.output_size,
                 message="`pooling_ratio` leaves an output size of 0 for this input: it must "
                 "be at most the input's height/width",
             )
-            for o, s in zip(out_sizes, static_sizes, strict=True)
-            if s is None
+            for axis in axes
+            if axis.static_size is None
         ]
     with tf.control_dependencies(asserts):
         x = tf.identity(x) if asserts else x
+    geometry = _Geometry(bool(overlapping), h_axis, rows.max_len, cols.max_len)
     output = _pool(
-        x,
-        row_seq,
-        col_seq,
-        bool(overlapping),
-        max_rows,
-        max_cols,
-        h_axis,
-        compiled=not (row_static and col_static),
+        x, rows.values, cols.values, geometry, compile_forward=not (rows.static and cols.static)
     )
+    row_seq, col_seq = rows.values, cols.values
     return output, row_seq, col_seq
