@@ -10,6 +10,7 @@ augmented copies, each stored with its own teacher outputs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
 import os
@@ -24,6 +25,17 @@ from keras_cnn_ext.utils import check_seed
 
 STORAGES = ("memory", "disk")
 _MANIFEST = "teacher_cache.json"
+
+
+def teacher_fingerprint(distillation):
+    """A SHA-256 of the teacher's weights and the feature terms' configs."""
+    digest = hashlib.sha256()
+    for weights in distillation.teacher.get_weights():
+        digest.update(str(weights.shape).encode())
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    for term in distillation.feature_losses:
+        digest.update(json.dumps(term.get_config(), sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def _positive_int(value, name, allow_none=False):
@@ -129,8 +141,11 @@ class TeacherCache:
             augmented batch.
         augment_copies: `None`, or the number of augmented copies to cache for a random
             `augment`.
-        storage: `"memory"` (default) or `"disk"`, memory-mapped `.npy` files in `directory`
-            (written to temporary names and renamed when complete).
+        storage: `"memory"` (default; array inputs are referenced, not copied) or `"disk"`:
+            images, labels, weights and teacher outputs as memory-mapped `.npy` files in
+            `directory` (each written under a temporary name and renamed when complete), with
+            a manifest holding the teacher's fingerprint; `TeacherCache.load(directory)` (or
+            `from_config`) reopens it in a later run.
         directory: the folder for `storage="disk"`.
 
     Attributes:
@@ -247,25 +262,36 @@ class TeacherCache:
         os.replace(final + ".partial", final)
         return np.load(final, mmap_mode="r")
 
+    def _store(self, name, array):
+        """Keeps `array` as it is in memory; on disk, writes it (atomically) and maps it."""
+        if self.storage == "memory" or array is None:
+            return array
+        copy = self._allocate(name, array.shape, array.dtype)
+        copy[...] = array
+        return self._finish(name, copy)
+
     def _build(self, x, augment, batch_size):
         spec = self.distillation.teacher_output_spec()
         self.keys = list(spec)
         teacher_fn = self.distillation.teacher_function()
+        input_dtype = self.distillation.teacher.inputs[0].dtype
         n, copies = self.num_samples, self.copies
         outputs = {
             key: self._allocate(f"teacher_{key}", (copies, n, *shape), "float32")
             for key, shape in spec.items()
         }
-        images = (
-            None if augment is None else self._allocate("x", (copies, n, *x.shape[1:]), x.dtype)
-        )
+        # Augmented images are stored with their outputs; on disk the images always are, so
+        # that the folder alone is the cache (`TeacherCache.load`).
+        keep_images = augment is not None or self.storage == "disk"
+        images = self._allocate("x", (copies, n, *x.shape[1:]), x.dtype) if keep_images else None
         for copy in range(copies):
             for start in range(0, n, batch_size):
                 batch = x[start : start + batch_size]
                 if augment is not None:
                     batch = _apply(augment, batch).astype(x.dtype, copy=False)
+                if images is not None:
                     images[copy, start : start + len(batch)] = batch
-                result = teacher_fn(tf.convert_to_tensor(batch))
+                result = teacher_fn(tf.cast(batch, input_dtype))
                 self.teacher_samples += len(batch)
                 for key in self.keys:
                     outputs[key][copy, start : start + len(batch)] = result[key].numpy()
@@ -274,6 +300,8 @@ class TeacherCache:
             self._x, self._x_has_copies = x, False
         else:
             self._x, self._x_has_copies = self._finish("x", images), True
+        self._y = self._store("y", self._y)
+        self._sample_weight = self._store("sample_weight", self._sample_weight)
         if self.storage == "disk":
             self._write_manifest(spec)
 
@@ -282,12 +310,63 @@ class TeacherCache:
             "num_samples": self.num_samples,
             "copies": self.copies,
             "teacher_outputs": {key: list(shape) for key, shape in spec.items()},
-            "augmented_images": self._x_has_copies,
+            "sample_weight": self._sample_weight is not None,
+            "fingerprint": teacher_fingerprint(self.distillation),
         }
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".partial")
         with os.fdopen(fd, "w") as f:
             json.dump(manifest, f, indent=1)
         os.replace(tmp, os.path.join(self.directory, _MANIFEST))
+
+    @classmethod
+    def load(cls, directory, distillation=None):
+        """Reopens a `storage="disk"` cache from its folder (memory-mapped, read-only).
+
+        With `distillation`, the teacher's weights and feature terms must be the ones the
+        cache was built with (their fingerprint is in the folder's manifest), else a
+        ValueError: outputs of another teacher are never used silently.
+        """
+        path = os.path.join(directory, _MANIFEST)
+        if not os.path.exists(path):
+            raise ValueError(
+                f"`directory` holds no TeacherCache ({_MANIFEST} is missing). Received: "
+                f"{directory!r}"
+            )
+        with open(path) as f:
+            manifest = json.load(f)
+        if (
+            distillation is not None
+            and teacher_fingerprint(distillation) != manifest["fingerprint"]
+        ):
+            raise ValueError(
+                f"The cache in {directory!r} was built by another teacher or other feature "
+                "terms than `distillation`'s; build a new cache."
+            )
+        cache = cls.__new__(cls)
+        cache.distillation, cache.storage, cache.directory = distillation, "disk", directory
+        cache.num_samples, cache.copies = manifest["num_samples"], manifest["copies"]
+        cache.keys = list(manifest["teacher_outputs"])
+        cache.teacher_samples = 0
+
+        def mapped(name):
+            return np.load(os.path.join(directory, f"{name}.npy"), mmap_mode="r")
+
+        cache._teacher = {key: mapped(f"teacher_{key}") for key in cache.keys}
+        cache._x, cache._x_has_copies, cache._y = mapped("x"), True, mapped("y")
+        cache._sample_weight = mapped("sample_weight") if manifest["sample_weight"] else None
+        return cache
+
+    def get_config(self):
+        if self.storage != "disk":
+            raise ValueError(
+                "A `storage='memory'` TeacherCache is data, not configuration; build it with "
+                "`storage='disk'` to reopen it from its folder (`TeacherCache.load`)."
+            )
+        return {"directory": self.directory}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls.load(**config)
 
     # ------------------------------------------------------------------ reading
 

@@ -192,22 +192,24 @@ def _unreduced(loss_fn, y_true, y_pred):
     return values
 
 
+def find_layer(model, name, role):
+    """`model.get_layer(name)`, or a ValueError naming `{role}_layer_name` and the layers."""
+    try:
+        return model.get_layer(name=name)
+    except ValueError:
+        names = [layer.name for layer in model.layers]
+        raise ValueError(
+            f"`{role}_layer_name` must name a layer of the {role}. Received: {name!r}; the "
+            f"{role} has {names}"
+        ) from None
+
+
 class _LayerPairMixin:
     """Shared parts of the losses that compare one teacher layer with one student layer."""
 
     def validate_model_compatibility(self, teacher, student):
-        for role, model, layer in (
-            ("teacher", teacher, self.teacher_layer_name),
-            ("student", student, self.student_layer_name),
-        ):
-            try:
-                model.get_layer(name=layer)
-            except ValueError:
-                names = [item.name for item in model.layers]
-                raise ValueError(
-                    f"`{role}_layer_name` must name a layer of the {role}. Received: {layer!r}; "
-                    f"the {role} has {names}"
-                ) from None
+        find_layer(teacher, self.teacher_layer_name, "teacher")
+        find_layer(student, self.student_layer_name, "student")
 
     def _check_feature_shape(self, shape, role):
         if len(shape) != 4:

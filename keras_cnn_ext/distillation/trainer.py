@@ -22,6 +22,7 @@ from keras_cnn_ext.distillation.losses import (
     AttentionTransfer,
     FeatureDistillation,
     LogitsDistillation,
+    find_layer,
 )
 
 # Keys of the packed targets that a `TeacherCache` dataset yields in place of `y`.
@@ -196,16 +197,7 @@ class Distillation:
         if not layer_names:
             return None
         output = _single_output(model, role)
-        features = []
-        for name in layer_names:
-            try:
-                features.append(model.get_layer(name=name).output)
-            except ValueError:
-                names = [layer.name for layer in model.layers]
-                raise ValueError(
-                    f"`{role}_layer_name` must name a layer of the {role}. Received: {name!r}; "
-                    f"the {role} has {names}"
-                ) from None
+        features = [find_layer(model, name, role).output for name in layer_names]
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
         return keras.Model(inputs, [output, *features], name=f"{model.name}_features")
 
@@ -242,10 +234,18 @@ class Distillation:
         return keys
 
     def teacher_function(self):
-        """A `tf.function` computing `teacher_outputs` (traced once per input signature)."""
+        """A `tf.function` computing `teacher_outputs` (traced once, for any batch size)."""
         if self._teacher_function is None:
+            inputs = self.teacher.inputs
+            signature = None
+            if len(inputs) == 1:
+                spec = tf.TensorSpec((None, *inputs[0].shape[1:]), inputs[0].dtype)
+                signature = [spec]
             self._teacher_function = tf.function(
-                self.teacher_outputs, autograph=False, reduce_retracing=True
+                self.teacher_outputs,
+                autograph=False,
+                input_signature=signature,
+                reduce_retracing=signature is None,
             )
         return self._teacher_function
 

@@ -150,6 +150,7 @@ def test_disk_storage_is_memory_mapped_and_atomic(teacher, digits, tmp_path):
         "teacher_feature_loss.npy",
         "teacher_logits.npy",
         "x.npy",
+        "y.npy",
     ]
     manifest = json.loads((folder / "teacher_cache.json").read_text())
     assert manifest["num_samples"] == len(x) and manifest["teacher_outputs"]["feature_loss"] == [
@@ -166,9 +167,25 @@ def test_disk_storage_is_memory_mapped_and_atomic(teacher, digits, tmp_path):
             np.testing.assert_array_equal(
                 split_packed_targets(ta)[1][key], split_packed_targets(tb)[1][key]
             )
+    # A later run reopens the folder; another teacher is refused.
+    reopened = TeacherCache.from_config(disk.get_config())
+    assert TeacherCache.load(str(folder), kd).num_samples == len(x)
+    np.testing.assert_array_equal(
+        reopened.teacher_outputs(np.arange(len(x)))["logits"],
+        memory.teacher_outputs(np.arange(len(x)))["logits"],
+    )
+    retrained = keras.models.clone_model(teacher)
+    retrained.set_weights([w + 1.0 for w in teacher.get_weights()])
+    other = Distillation(retrained, feature_losses=kd.feature_losses)
+    with pytest.raises(ValueError, match="another teacher"):
+        TeacherCache.load(str(folder), other)
+    with pytest.raises(ValueError, match="storage='disk'"):
+        memory.get_config()
+    with pytest.raises(ValueError, match="holds no TeacherCache"):
+        TeacherCache.load(str(tmp_path))
     student = compiled(student_net())
     kd.attach(student)
-    history = student.fit(disk.dataset(50, seed=0), epochs=1, verbose=0).history
+    history = student.fit(reopened.dataset(50, seed=0), epochs=1, verbose=0).history
     assert np.isfinite(history["feature_loss"][0])
 
 
