@@ -20,9 +20,9 @@ MAX_RUNS = 4
 # The same for average pooling: several `avg_pool2d` runs were slow on CPU (63 -> 32: 17 s on
 # the first call, then 4x the averaging matmul).
 AVERAGE_MAX_RUNS = 1
-# Longest bin for which the max gradient is routed to first maxima by gathers
-# (`first_max_routed`) and XLA's average is `sliced_sums`; longer bins take TF's own gradient
-# and pooling ops.
+# Longest bin, every axis shrinking, for which the max's gradient is routed to first maxima by
+# gathers (`first_max_routed`; longer bins take TF's MaxPoolGrad) and XLA's average is
+# `sliced_sums` (longer bins take a pooling op).
 ROUTED_MAX_LENGTH = 16
 # Longest side of a 1 x 1 max whose first maximum is found by select chains
 # (`first_max_chains`), else by a `reduce_min` over a full-size select (`first_max_search`),
