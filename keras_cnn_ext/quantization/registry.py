@@ -51,9 +51,11 @@ QUANTIZE_REGISTRY = {
     L.Subtract: _ACTIVATION,
     L.Multiply: _ACTIVATION,
     L.Concatenate: _ACTIVATION,
-    L.AveragePooling2D: _ACTIVATION,
+    # MEAN rescales in int8; AVERAGE_POOL_2D (also what adaptive average pooling lowers to)
+    # wants its input's scale, and a range of its own would be pushed back onto its input.
     L.GlobalAveragePooling2D: _ACTIVATION,
-    ours.AdaptiveAveragePooling2D: _ACTIVATION,
+    L.AveragePooling2D: _SAME_SCALE,
+    ours.AdaptiveAveragePooling2D: _SAME_SCALE,
     L.MaxPooling2D: _SAME_SCALE,
     L.GlobalMaxPooling2D: _SAME_SCALE,
     ours.AdaptiveMaxPooling2D: _SAME_SCALE,

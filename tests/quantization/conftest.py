@@ -3,6 +3,9 @@
 LeNet-5 + BN (modern variant, "same" first padding for 28x28) on the 5,000 real MNIST digits:
 6 float epochs, then 2 QAT epochs. ResNet-20 with SE, reduced for time: half width (8, 16, 32
 channels), 3 float epochs and 1 QAT epoch on 2,000 of the 4,000 training digits.
+Both output logits (no softmax): an int8 softmax turns a one-step difference of its int8
+input into several steps of its 1/256 output, so "within one output step" is checked on the
+logits, the last quantized tensor the file and the QAT model share.
 """
 
 import os
@@ -32,7 +35,8 @@ def _train(model, mnist, float_epochs, qat_epochs, seed, train_size=None):
     (x_train, y_train), (x_test, y_test) = mnist
     x_train, y_train = x_train[:train_size], y_train[:train_size]
     keras.utils.set_random_seed(seed)
-    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(keras.optimizers.Adam(1e-3), loss)
     model.fit(x_train, y_train, batch_size=32, epochs=float_epochs - 1, verbose=0)
     # A last epoch at a tenth of the rate lets the BN moving statistics catch up with the
     # weights (at 1e-3 they lag behind and the inference-mode accuracy drops).
@@ -40,7 +44,7 @@ def _train(model, mnist, float_epochs, qat_epochs, seed, train_size=None):
     model.fit(x_train, y_train, batch_size=32, epochs=1, verbose=0)
     float_weights = [w.copy() for w in model.get_weights()]
     qat = quantize_model(model)
-    qat.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy")
+    qat.compile(keras.optimizers.Adam(1e-4), loss)
     qat.fit(x_train, y_train, batch_size=32, epochs=qat_epochs, verbose=0)
     return {
         "float": model,
@@ -53,11 +57,19 @@ def _train(model, mnist, float_epochs, qat_epochs, seed, train_size=None):
 
 @pytest.fixture(scope="session")
 def lenet(mnist):
-    model = LeNet5("modern", input_shape=(28, 28, 1), padding="same", norm="batch")
+    model = LeNet5(
+        "modern", input_shape=(28, 28, 1), padding="same", norm="batch", classifier_activation=None
+    )
     return _train(model, mnist, float_epochs=6, qat_epochs=2, seed=1)
 
 
 @pytest.fixture(scope="session")
 def se_resnet20(mnist):
-    model = ResNet20(input_shape=(28, 28, 1), classes=10, attention="se", width_multiplier=0.5)
+    model = ResNet20(
+        input_shape=(28, 28, 1),
+        classes=10,
+        attention="se",
+        width_multiplier=0.5,
+        classifier_activation=None,
+    )
     return _train(model, mnist, float_epochs=3, qat_epochs=1, seed=2, train_size=2000)
