@@ -108,7 +108,7 @@ def resolve_layer_path(model, layer):
         return paths[-1].split(PATH_SEPARATOR)
     if isinstance(layer, keras.layers.Layer):
         for path in _all_layer_paths(model):
-            if _follow(model, path) is layer:
+            if follow(model, path) is layer:
                 return path
         raise ValueError(
             f"`layer` must be a layer of model {model.name!r}. Received layer {layer.name!r}, "
@@ -121,7 +121,7 @@ def resolve_layer_path(model, layer):
         )
     path = layer.split(PATH_SEPARATOR)
     try:
-        _follow(model, path)
+        follow(model, path)
     except ValueError:
         raise _unknown_layer(model, layer) from None
     return path
@@ -140,7 +140,7 @@ def _sublayers(model):
     return list(model._flatten_layers(include_self=False, recursive=True))
 
 
-def _follow(model, path):
+def follow(model, path):
     current = model
     for name in path:
         match = [layer for layer in _sublayers(current) if layer.name == name]
@@ -188,7 +188,7 @@ class LayerForward:
         self.path = list(path)
         self.name = PATH_SEPARATOR.join(self.path)
         if graph_io(model) is None:
-            self._layer = _follow(model, self.path)
+            self._layer = follow(model, self.path)
             self._call = self._captured
         else:
             self._call = self._split(model, self.path)
@@ -201,7 +201,7 @@ class LayerForward:
 
     def _split(self, model, path):
         inputs, outputs = graph_io(model)
-        layer = _follow(model, path[:1])
+        layer = follow(model, path[:1])
         nodes = own_nodes(model, layer)
         if len(path) == 1:
             if len(nodes) != 1 or len(nodes[0].output_tensors) != 1:
@@ -296,6 +296,6 @@ def probe_last_spatial_layer(model, images):
         )
     last = originals[max(spatial)[1]]
     for path in _all_layer_paths(model):
-        if _follow(model, path) is last:
+        if follow(model, path) is last:
             return path
     raise ValueError(f"Could not name the last 4-D layer of model {model.name!r}.")

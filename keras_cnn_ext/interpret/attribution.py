@@ -293,6 +293,10 @@ class LayerAttribution(Attribution):
     def layer_gradients(self, images, indices):
         """Returns `(A, d y_c / d A, y_c)` for a batch, `A` channels-last float32."""
         forward = self._layer_forward(images)
+        # The target layer's own layout decides where its channels are (a channels-last base can
+        # sit behind a channels-first input); layers without one follow the input's.
+        layout = getattr(_targets.follow(self.model, self._path), "data_format", None)
+        layout = layout if layout in ("channels_first", "channels_last") else self.data_format
 
         def gradients(x, idx):
             with tf.GradientTape() as tape:
@@ -305,7 +309,7 @@ class LayerAttribution(Attribution):
                     f"Received an output of shape {tuple(activations.shape)}"
                 )
             activations, grads = tf.cast(activations, "float32"), tf.cast(grads, "float32")
-            if self.data_format == "channels_first":
+            if layout == "channels_first":
                 activations = tf.transpose(activations, (0, 2, 3, 1))
                 grads = tf.transpose(grads, (0, 2, 3, 1))
             return activations, grads, scores

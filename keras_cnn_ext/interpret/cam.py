@@ -24,11 +24,12 @@ class GradCAM(LayerAttribution):
 
     Example:
 
-    >>> model = keras.Sequential([keras.Input((16, 16, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+    >>> model = keras.Sequential([keras.Input((16, 16, 1)),
+    ...                           keras.layers.Conv2D(4, 3, activation="relu", name="features"),
     ...                           keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
     >>> cam = GradCAM(model)
     >>> cam.layer_name, cam.attribute(np.ones((3, 16, 16, 1), "float32")).shape
-    ('conv2d', (3, 16, 16))
+    ('features', (3, 16, 16))
     """
 
     def __init__(self, model, layer=None, *, relu=True, upsample=True, **kwargs):

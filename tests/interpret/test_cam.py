@@ -172,13 +172,19 @@ def test_mixed_precision_maps_are_float32_and_close(square_model, square_positiv
         assert min(corr) > 0.9, (method, corr)
 
 
-def test_channels_first_grad_cam(square_model, square_positives):
+def test_channels_first_input_with_a_channels_last_base(square_model, square_positives):
     images = square_positives[0][:3]
     inputs = keras.Input((1, 32, 32))
-    x = keras.layers.Permute((2, 3, 1))(inputs)
-    x = square_model(x)
-    wrapped = keras.Model(inputs, x)
-    maps = interpret.GradCAM(wrapped, data_format="channels_first", layer="squares/conv3")
-    # The activations of the nested channels-last model are used as they are: here the
-    # data_format only says how the input is laid out.
-    assert maps.attribute(np.transpose(images, (0, 3, 1, 2)), 1).shape == (3, 32, 32)
+    wrapped = keras.Model(inputs, square_model(keras.layers.Permute((2, 3, 1))(inputs)))
+    cam = interpret.GradCAM(wrapped, layer="squares/conv3", data_format="channels_first")
+    maps = cam.attribute(np.transpose(images, (0, 3, 1, 2)), 1)
+    # conv3 is channels-last: its activations are read as such, whatever the input layout.
+    np.testing.assert_allclose(
+        maps, interpret.grad_cam(square_model, images, 1), rtol=1e-5, atol=1e-7
+    )
+    saliency = interpret.saliency(
+        wrapped, np.transpose(images, (0, 3, 1, 2)), 1, data_format="channels_first"
+    )
+    np.testing.assert_allclose(
+        saliency, interpret.saliency(square_model, images, 1), rtol=1e-5, atol=1e-8
+    )
