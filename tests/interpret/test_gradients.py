@@ -199,3 +199,27 @@ def test_bad_input(square_model, square_positives, call, error, match):
     images = square_positives[0][:2]
     with pytest.raises(error, match=match):
         call(square_model, images)
+
+
+def test_xla_falls_back_when_the_model_cannot_compile():
+    class TFFractionalPool(keras.layers.Layer):  # TF's own op has no XLA kernel
+        def call(self, x):
+            return tf.nn.fractional_max_pool(x, [1.0, 1.5, 1.5, 1.0], seed=1)[0]
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(2, 3, padding="same", activation="relu"),
+            TFFractionalPool(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2),
+        ]
+    )
+    images = np.random.default_rng(3).uniform(size=(2, 8, 8, 1)).astype("float32")
+    method = interpret.Saliency(model, jit_compile=True)
+    with pytest.warns(UserWarning, match="XLA could not compile"):
+        maps = method.attribute(images, 0)
+    np.testing.assert_allclose(
+        maps, interpret.saliency(model, images, 0, jit_compile=False), rtol=1e-5
+    )
