@@ -1,7 +1,6 @@
 """Architecture builders from configuration tables."""
 
 from keras_cnn_ext.models.alexnet import AlexNet  # noqa: F401
-from keras_cnn_ext.models.common import load_keras_applications_weights  # noqa: F401
 from keras_cnn_ext.models.densenet import (  # noqa: F401
     DenseNet,
     DenseNet121,
@@ -41,3 +40,4 @@ from keras_cnn_ext.models.resnet import (  # noqa: F401
 )
 from keras_cnn_ext.models.unet import UNet  # noqa: F401
 from keras_cnn_ext.models.vgg import VGG, VGG11, VGG13, VGG16, VGG19  # noqa: F401
+from keras_cnn_ext.models.weights import copy_weights, load_keras_applications_weights  # noqa: F401

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-from keras_cnn_ext.models.common import (
-    FLATTEN_HEAD_POOLINGS,
-    LRN,
-    Conv,
-    Pool,
-    check_multiplier,
-    classifier_head,
-    conv_stack,
-    finalize_model,
-    make_inputs,
-    stack_stages,
-    validate_builder_args,
-)
+from keras_cnn_ext.models.inputs import check_choices
+from keras_cnn_ext.models.plain import LRN, Conv, Pool, plain_network
 from keras_cnn_ext.models.registry import register_builder
 
 ALEXNET_VARIANTS = {
@@ -139,44 +128,25 @@ def AlexNet(
     >>> model.output_shape
     (None, 256)
     """
-    validate_builder_args(
+    check_choices(variant=(variant, tuple(ALEXNET_VARIANTS)))
+    config = ALEXNET_VARIANTS[variant]
+    return plain_network(
+        tuple(e for e in config["table"] if lrn or not isinstance(e, LRN)),
         include_top=include_top,
         weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
         pooling=pooling,
         classes=classes,
-        dropout=dropout,
-        head_pooling=(head_pooling, FLATTEN_HEAD_POOLINGS),
-        variant=(variant, ALEXNET_VARIANTS),
-    )
-    check_multiplier(width_multiplier, "width_multiplier")
-    config = ALEXNET_VARIANTS[variant]
-    table = tuple(e for e in config["table"] if lrn or not isinstance(e, LRN))
-    inputs = make_inputs(
-        input_tensor,
-        input_shape,
+        classifier_activation=classifier_activation,
+        name=name,
         default_shape=config["default_shape"],
-        stages=stack_stages(table),
-        require_static=include_top and head_pooling is None,
-    )
-    x = conv_stack(
-        inputs,
-        table,
+        fc_units=fc_units,
+        head_size=(6, 6),
+        head_pooling=head_pooling,
+        dropout=dropout,
         activation=activation,
         norm=norm,
         pool_type=pool_type,
         width_multiplier=width_multiplier,
     )
-    outputs = classifier_head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        hidden_units=tuple(fc_units),
-        hidden_activation=activation,
-        flatten=True,
-        head_pooling=head_pooling,
-        head_size=(6, 6),
-    )
-    return finalize_model(inputs, outputs, name=name, weights=weights)

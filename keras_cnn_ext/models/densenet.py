@@ -7,19 +7,14 @@ that its DenseNet weights copy over with `load_keras_applications_weights`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 
 from keras_cnn_ext.layers.dense_block import DenseBlock, TransitionBlock
-from keras_cnn_ext.models.common import (
-    Downsample,
-    apply,
-    classifier_head,
-    finalize_model,
-    make_activation,
-    make_inputs,
-    make_norm,
-    validate_builder_args,
-)
+from keras_cnn_ext.models.builder import finish_model, named_variant
+from keras_cnn_ext.models.inputs import Downsample, make_inputs, validate_builder_args
+from keras_cnn_ext.models.parts import apply, make_activation, make_norm
 from keras_cnn_ext.models.registry import register_builder
 from keras_cnn_ext.utils import check_rate, normalize_data_format
 
@@ -91,7 +86,9 @@ def DenseNet(
         include_top, weights, input_tensor, input_shape, pooling, classes,
             classifier_activation, name: as in `keras.applications` (`weights`: None or a
             `.weights.h5`/`.keras` file of this model; keras.applications' own weights copy with
-            `load_keras_applications_weights`). Default name `densenet{depth}`.
+            `load_keras_applications_weights`). Default name `densenet{depth}`. The default
+            `input_shape` is `(224, 224, 3)` (CIFAR layout: `(32, 32, 3)`) with the classifier
+            and unknown height and width without, as in keras.applications.
         growth_rate: `k`; default 32 (ImageNet) or 12 (CIFAR).
         compression: theta of the transitions, in (0, 1]. Default 0.5.
         bottleneck: 1x1 bottleneck convolutions in the dense layers. Default True.
@@ -150,6 +147,7 @@ def DenseNet(
         input_shape,
         default_shape=(32, 32, 3) if cifar else (224, 224, 3),
         stages=stages,
+        include_top=include_top,
         data_format=data_format,
     )
     parts = dict(norm=norm, activation=activation, data_format=data_format)
@@ -181,8 +179,11 @@ def DenseNet(
             x = TransitionBlock(compression, name=transitions[i], **parts)(x)
     x = apply(make_norm(norm, "bn", data_format, epsilon=1.001e-5), x)
     x = apply(make_activation(activation, "relu"), x)
-    outputs = classifier_head(
+    return finish_model(
+        inputs,
         x,
+        name=name,
+        weights=weights,
         include_top=include_top,
         pooling=pooling,
         classes=classes,
@@ -191,34 +192,25 @@ def DenseNet(
         head_pooling=head_pooling,
         data_format=data_format,
     )
-    return finalize_model(inputs, outputs, name=name, weights=weights)
 
 
-def _variant(builder_name, depth, doc, **fixed):
-    """A named builder (`DenseNet121`, ...) for one table row."""
-
-    def build(**kwargs):
-        return DenseNet(depth, **fixed, **kwargs)
-
-    build.__name__ = build.__qualname__ = builder_name
-    build.__doc__ = f"{doc}\n\n    `DenseNet({depth}, ...)`: see `DenseNet` for the arguments."
-    return register_builder(builder_name)(build)
+def _densenet(depth, summary):
+    return named_variant(DenseNet, f"DenseNet{depth}", summary, fixed={"depth": depth})
 
 
-DenseNet121 = _variant("DenseNet121", 121, "DenseNet-121 (keras.applications layout).")
-DenseNet169 = _variant("DenseNet169", 169, "DenseNet-169 (keras.applications layout).")
-DenseNet201 = _variant("DenseNet201", 201, "DenseNet-201 (keras.applications layout).")
-DenseNet264 = _variant("DenseNet264", 264, "DenseNet-264 (Huang et al.'s deepest ImageNet net).")
-
-
-@register_builder("DenseNetBC")
-def DenseNetBC(depth=100, **kwargs):
-    """The CIFAR DenseNet-BC (Huang et al. 2017): depth 100, growth rate 12 by default.
-
-    `DenseNet(depth, layout="cifar", ...)`: see `DenseNet` for the arguments (keyword-only),
-    e.g. `DenseNetBC(190, growth_rate=40)`.
-    """
-    return DenseNet(depth, layout="cifar", **kwargs)
-
-
+DenseNet121 = _densenet(121, "DenseNet-121 (Huang et al. 2017), keras.applications' layout.")
+DenseNet169 = _densenet(169, "DenseNet-169 (Huang et al. 2017), keras.applications' layout.")
+DenseNet201 = _densenet(201, "DenseNet-201 (Huang et al. 2017), keras.applications' layout.")
+DenseNet264 = _densenet(264, "DenseNet-264, Huang et al.'s (2017) deepest ImageNet DenseNet.")
+# Annotated: `named_variant`'s static type drops the family's first parameter, which this
+# variant keeps (`DenseNetBC(190, growth_rate=40)`).
+DenseNetBC: Callable[..., keras.Model] = named_variant(
+    DenseNet,
+    "DenseNetBC",
+    "The CIFAR DenseNet-BC (Huang et al. 2017): depth 100 and growth rate 12 by default.",
+    fixed={"layout": "cifar"},
+    defaults={"depth": 100},
+    default_shape=(32, 32, 3),
+    default_name="densenet{depth}",
+)
 register_builder("densenet")(DenseNet)

@@ -2,18 +2,8 @@
 
 from __future__ import annotations
 
-from keras_cnn_ext.models.common import (
-    FLATTEN_HEAD_POOLINGS,
-    Conv,
-    Pool,
-    check_multiplier,
-    classifier_head,
-    conv_stack,
-    finalize_model,
-    make_inputs,
-    stack_stages,
-    validate_builder_args,
-)
+from keras_cnn_ext.models.inputs import check_choices
+from keras_cnn_ext.models.plain import Conv, Pool, plain_network
 from keras_cnn_ext.models.registry import register_builder
 
 # The feature extractor: C1 6@5x5, S2, C3 16@5x5, S4 (full C1-C3 connections, as most modern
@@ -59,7 +49,7 @@ def LeNet5(
         variant: `"classic"` (tanh, average pooling) or `"modern"` (ReLU, max pooling).
         include_top, weights, input_tensor, input_shape, pooling, classes,
             classifier_activation, name: as in `keras.applications`. Default input
-            `(32, 32, 1)`, 10 classes.
+            `(32, 32, 1)` with the classifier, `(None, None, 1)` without; 10 classes.
         padding: the first convolution's padding. `"same"` makes a 28x28 (MNIST) input give
             the same 5x5x16 feature map, hence the same 61,706 parameters, as 32x32 with
             `"valid"`. Default `"valid"`.
@@ -85,49 +75,29 @@ def LeNet5(
     >>> model.count_params()
     61706
     """
-    validate_builder_args(
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        dropout=dropout,
-        head_pooling=(head_pooling, FLATTEN_HEAD_POOLINGS),
-        variant=(variant, LENET5_VARIANTS),
-        padding=(padding, ("valid", "same")),
-    )
-    check_multiplier(width_multiplier, "width_multiplier")
+    check_choices(variant=(variant, tuple(LENET5_VARIANTS)), padding=(padding, ("valid", "same")))
     config = dict(LENET5_VARIANTS[variant])
     if activation is not None:
         config["activation"] = activation
     if pool_type is not None:
         config["pool_type"] = pool_type
-    table = (LENET5_TABLE[0]._replace(padding=padding),) + LENET5_TABLE[1:]
-    inputs = make_inputs(
-        input_tensor,
-        input_shape,
+    return plain_network(
+        (LENET5_TABLE[0]._replace(padding=padding),) + LENET5_TABLE[1:],
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
         default_shape=(32, 32, 1),
-        stages=stack_stages(table),
-        require_static=include_top and head_pooling is None,
-    )
-    x = conv_stack(
-        inputs,
-        table,
+        fc_units=LENET5_FC,
+        head_size=(5, 5),
+        head_pooling=head_pooling,
+        dropout=dropout,
         norm=norm,
         width_multiplier=width_multiplier,
         width_divisor=1,
         **config,
     )
-    outputs = classifier_head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        hidden_units=LENET5_FC,
-        hidden_activation=config["activation"],
-        flatten=True,
-        head_pooling=head_pooling,
-        head_size=(5, 5),
-    )
-    return finalize_model(inputs, outputs, name=name, weights=weights)

@@ -5,17 +5,15 @@ from __future__ import annotations
 import keras
 
 from keras_cnn_ext.layers.separable_conv_block import SeparableConvBlock
-from keras_cnn_ext.models.common import (
+from keras_cnn_ext.models.builder import finish_model
+from keras_cnn_ext.models.inputs import (
     Downsample,
-    apply,
     check_multiplier,
-    classifier_head,
-    finalize_model,
-    make_activation,
+    check_positive_int,
     make_inputs,
-    make_norm,
     validate_builder_args,
 )
+from keras_cnn_ext.models.parts import act_name, apply, make_activation, make_norm
 from keras_cnn_ext.models.registry import register_builder
 from keras_cnn_ext.utils import normalize_data_format
 
@@ -102,7 +100,8 @@ def MobileNetV1(
     maps onto our `Dense`).
 
     Args:
-        input_shape: optional `(height, width, 3)`; default `(224, 224, 3)`. At least 31x31.
+        input_shape: optional `(height, width, 3)`; default `(224, 224, 3)` with the
+            classifier, `(None, None, 3)` without (keras.applications' rule). At least 31x31.
         alpha: the width multiplier; each layer has `int(filters * alpha)` filters. Default 1.
         depth_multiplier: the depthwise convolutions' channel multiplier. Default 1.
         dropout: dropout rate before the classifier. Default 1e-3.
@@ -132,20 +131,16 @@ def MobileNetV1(
         dropout=dropout,
     )
     check_multiplier(alpha, "alpha")
-    if isinstance(depth_multiplier, bool) or not isinstance(depth_multiplier, int):
-        raise ValueError(
-            f"`depth_multiplier` must be a positive integer. Received: {depth_multiplier!r}"
-        )
-    check_multiplier(depth_multiplier, "depth_multiplier")
+    check_positive_int(depth_multiplier, "depth_multiplier")
     data_format = normalize_data_format(None)
     inputs = make_inputs(
         input_tensor,
         input_shape,
         default_shape=(224, 224, 3),
         stages=mobilenet_v1_stages(),
-        require_static=False,
+        include_top=include_top,
     )
-    act = activation if isinstance(activation, str) else "act"
+    act = act_name(activation)
     x = keras.layers.Conv2D(
         int(MOBILENET_V1_STEM * alpha),
         3,
@@ -168,14 +163,14 @@ def MobileNetV1(
             activation,
             data_format,
         )
-    outputs = classifier_head(
+    return finish_model(
+        inputs,
         x,
+        name=f"mobilenet_{alpha:0.2f}" if name is None else name,
+        weights=weights,
         include_top=include_top,
         pooling=pooling,
         classes=classes,
         classifier_activation=classifier_activation,
         dropout=dropout,
     )
-    if name is None:
-        name = f"mobilenet_{alpha:0.2f}"
-    return finalize_model(inputs, outputs, name=name, weights=weights)

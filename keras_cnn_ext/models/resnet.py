@@ -12,17 +12,14 @@ from __future__ import annotations
 import keras
 
 from keras_cnn_ext.layers.residual_block import ResidualBlock
-from keras_cnn_ext.models.common import (
+from keras_cnn_ext.models.builder import finish_model, named_variant
+from keras_cnn_ext.models.inputs import (
     Downsample,
-    apply,
     check_multiplier,
-    classifier_head,
-    finalize_model,
-    make_activation,
     make_inputs,
-    make_norm,
     validate_builder_args,
 )
+from keras_cnn_ext.models.parts import apply, make_activation, make_norm
 from keras_cnn_ext.models.registry import register_builder
 from keras_cnn_ext.ops.drop_path import drop_path_rates
 from keras_cnn_ext.utils import make_divisible, normalize_data_format
@@ -47,6 +44,7 @@ CIFAR_RESNET_DEPTHS = {
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 CIFAR_WIDTHS = (16, 32, 64)
 VERSIONS = ("v1", "v1.5", "v2")
+SE_RATIO = 1 / 16  # Hu et al. 2018 ("Squeeze-and-excitation networks"): reduction r = 16
 SHORTCUT_OPTIONS = {"A": "zero_pad", "B": "auto"}
 
 
@@ -113,7 +111,7 @@ def _downsamples(cifar, plan, blocks, block_type, version):
 
 
 def ResNet(
-    depth,
+    depth=50,
     *,
     version="v1",
     include_top=True,
@@ -152,18 +150,25 @@ def ResNet(
     torchvision's parameter counts (11,689,512 and 21,797,672). CIFAR depths (20, 32, 44, 56,
     110) have a 3x3 stem of 16 channels and three stages of 16, 32, 64 channels, with option-A
     (zero-padded identity, the paper's, 0.27M parameters for ResNet-20) or option-B (projection)
-    shortcuts.
+    shortcuts. The `SEResNet*` builders are Hu et al.'s SE-ResNets: `attention="se"` with
+    reduction 16 in every block and no convolution biases; `SEResNet50` has 28,088,024
+    trainable parameters, the count of Hu et al.'s SE-ResNet-50 and timm's `seresnet50`.
 
     Args:
-        depth: a key of `RESNET_DEPTHS` or `CIFAR_RESNET_DEPTHS`.
+        depth: a key of `RESNET_DEPTHS` or `CIFAR_RESNET_DEPTHS`. Default 50.
         version: `"v1"`, `"v1.5"` or `"v2"`. Default `"v1"`.
         include_top, weights, input_tensor, input_shape, pooling, classes,
             classifier_activation, name: as in `keras.applications` (`weights`: None or a
             `.weights.h5`/`.keras` file of this model; for keras.applications' own weights use
             `load_keras_applications_weights`). Default name `[se]resnet{depth}[v2]`.
+            The default `input_shape` is `(224, 224, 3)` (CIFAR depths: `(32, 32, 3)`) with
+            the classifier and unknown height and width without, as in keras.applications;
+            `(None, None, 3)` is accepted with the classifier too (global pooling).
         attention: attention in every block, `"se"`, `"eca"`, `"cbam"` (see
             `create_attention`) or None. Default None.
-        attention_kwargs: arguments of the attention layers. Default None.
+        attention_kwargs: arguments of the attention layers. With `attention="se"` the
+            reduction is the SE paper's 16 (`ratio=1/16`, Hu et al. 2018) unless this sets
+            `ratio` or `reduced_channels`. Default None.
         norm: the normalisation (`create_norm` name or class). Default `"batch"`.
         activation: the activation (`create_activation` name, callable or class).
             Default `"relu"`.
@@ -223,9 +228,13 @@ def ResNet(
         use_bias = block_type == "bottleneck" and not cifar
     if shortcut is None:
         shortcut = "A" if cifar else "B"
+    is_se = isinstance(attention, str) and attention.strip().lower() == "se"
+    if is_se:
+        attention_kwargs = dict(attention_kwargs or {})
+        if "reduced_channels" not in attention_kwargs:
+            attention_kwargs.setdefault("ratio", SE_RATIO)
     if name is None:
-        prefix = "se" if attention == "se" else ""
-        name = f"{prefix}resnet{depth}" + ("v2" if version == "v2" else "")
+        name = ("se" if is_se else "") + f"resnet{depth}" + ("v2" if version == "v2" else "")
 
     def width(channels):
         return channels if multiplier == 1.0 else make_divisible(channels * multiplier, 8)
@@ -236,7 +245,7 @@ def ResNet(
         input_shape,
         default_shape=(32, 32, 3) if cifar else (224, 224, 3),
         stages=_downsamples(cifar, plan, blocks, block_type, version),
-        require_static=False,
+        include_top=include_top,
         data_format=data_format,
     )
     preact = version == "v2"
@@ -297,8 +306,11 @@ def ResNet(
         x = apply(make_norm(norm, "post_bn", data_format, epsilon=1.001e-5), x)
         x = apply(make_activation(activation, "post_relu"), x)
 
-    outputs = classifier_head(
+    return finish_model(
+        inputs,
         x,
+        name=name,
+        weights=weights,
         include_top=include_top,
         pooling=pooling,
         classes=classes,
@@ -307,69 +319,58 @@ def ResNet(
         head_pooling=head_pooling,
         data_format=data_format,
     )
-    return finalize_model(inputs, outputs, name=name, weights=weights)
 
 
-def _variant(builder_name, depth, doc, **fixed):
-    """A named builder (`ResNet50`, `SEResNet18`, ...) for one table row and fixed options."""
-
-    def build(**kwargs):
-        clash = sorted(set(kwargs) & set(fixed))
-        if clash:
-            raise TypeError(f"`{builder_name}` fixes {clash}; use `ResNet({depth}, ...)` instead.")
-        return ResNet(depth, **fixed, **kwargs)
-
-    build.__name__ = build.__qualname__ = builder_name
-    build.__doc__ = (
-        f"{doc}\n\n    `ResNet({depth}, {', '.join(f'{k}={v!r}' for k, v in fixed.items())})`: "
-        "see `ResNet` for the arguments (all keyword-only)."
+def _resnet(depth, version="v1", attention=None):
+    """The named builder of one table row: `ResNet50`, `ResNet50V2`, `SEResNet50`, `ResNet20`."""
+    cifar = depth in CIFAR_RESNET_DEPTHS
+    fixed = {"depth": depth} if cifar else {"depth": depth, "version": version}
+    defaults = {}
+    if cifar:
+        summary = f"CIFAR ResNet-{depth} (He et al. 2015: 6n+2 layers, option-A shortcuts)."
+    elif attention == "se":
+        fixed["attention"] = attention
+        # Hu et al.'s SE-ResNets have no convolution biases (a BN follows each convolution).
+        defaults["use_bias"] = False
+        summary = (
+            f"SE-ResNet-{depth} (Hu et al. 2018): squeeze-and-excitation of reduction 16 in "
+            "every block, no convolution biases."
+        )
+    else:
+        layout = "ResNetV2 (pre-activation)" if version == "v2" else "ResNet"
+        summary = f"ResNet-{depth} {version}, keras.applications' {layout} layout."
+    prefix, suffix = ("SE" if attention else ""), ("V2" if version == "v2" else "")
+    return named_variant(
+        ResNet,
+        f"{prefix}ResNet{depth}{suffix}",
+        summary,
+        fixed=fixed,
+        defaults=defaults,
+        default_shape=(32, 32, 3) if cifar else (224, 224, 3),
     )
-    return register_builder(builder_name)(build)
 
 
-def _name(depth, version, attention):
-    prefix = "SE" if attention == "se" else ""
-    suffix = "V2" if version == "v2" else ""
-    return f"{prefix}ResNet{depth}{suffix}"
-
-
-_BUILDERS = {}
-for _depth in RESNET_DEPTHS:
-    for _version, _attention, _what in (
-        ("v1", None, "ResNet-{d} v1 (keras.applications layout)"),
-        ("v2", None, "ResNet-{d} v2 (pre-activation, keras.applications ResNetV2 layout)"),
-        ("v1", "se", "SE-ResNet-{d} (squeeze-and-excitation in every block)"),
-    ):
-        _fixed = {"version": _version}
-        if _attention:
-            _fixed["attention"] = _attention
-        _n = _name(_depth, _version, _attention)
-        _BUILDERS[_n] = _variant(_n, _depth, _what.format(d=_depth), **_fixed)
-for _depth in CIFAR_RESNET_DEPTHS:
-    _n = f"ResNet{_depth}"
-    _BUILDERS[_n] = _variant(_n, _depth, f"CIFAR ResNet-{_depth} (6n+2, option-A shortcuts)")
-
-ResNet18 = _BUILDERS["ResNet18"]
-ResNet26 = _BUILDERS["ResNet26"]
-ResNet34 = _BUILDERS["ResNet34"]
-ResNet50 = _BUILDERS["ResNet50"]
-ResNet101 = _BUILDERS["ResNet101"]
-ResNet152 = _BUILDERS["ResNet152"]
-ResNet18V2 = _BUILDERS["ResNet18V2"]
-ResNet26V2 = _BUILDERS["ResNet26V2"]
-ResNet34V2 = _BUILDERS["ResNet34V2"]
-ResNet50V2 = _BUILDERS["ResNet50V2"]
-ResNet101V2 = _BUILDERS["ResNet101V2"]
-ResNet152V2 = _BUILDERS["ResNet152V2"]
-SEResNet18 = _BUILDERS["SEResNet18"]
-SEResNet26 = _BUILDERS["SEResNet26"]
-SEResNet34 = _BUILDERS["SEResNet34"]
-SEResNet50 = _BUILDERS["SEResNet50"]
-SEResNet101 = _BUILDERS["SEResNet101"]
-SEResNet152 = _BUILDERS["SEResNet152"]
-ResNet20 = _BUILDERS["ResNet20"]
-ResNet32 = _BUILDERS["ResNet32"]
-ResNet44 = _BUILDERS["ResNet44"]
-ResNet56 = _BUILDERS["ResNet56"]
-ResNet110 = _BUILDERS["ResNet110"]
+ResNet18 = _resnet(18)
+ResNet26 = _resnet(26)
+ResNet34 = _resnet(34)
+ResNet50 = _resnet(50)
+ResNet101 = _resnet(101)
+ResNet152 = _resnet(152)
+ResNet18V2 = _resnet(18, "v2")
+ResNet26V2 = _resnet(26, "v2")
+ResNet34V2 = _resnet(34, "v2")
+ResNet50V2 = _resnet(50, "v2")
+ResNet101V2 = _resnet(101, "v2")
+ResNet152V2 = _resnet(152, "v2")
+SEResNet18 = _resnet(18, attention="se")
+SEResNet26 = _resnet(26, attention="se")
+SEResNet34 = _resnet(34, attention="se")
+SEResNet50 = _resnet(50, attention="se")
+SEResNet101 = _resnet(101, attention="se")
+SEResNet152 = _resnet(152, attention="se")
+ResNet20 = _resnet(20)
+ResNet32 = _resnet(32)
+ResNet44 = _resnet(44)
+ResNet56 = _resnet(56)
+ResNet110 = _resnet(110)
 register_builder("resnet")(ResNet)

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 
-from keras_cnn_ext.models.common import (
-    apply,
+from keras_cnn_ext.models.builder import finalize_model
+from keras_cnn_ext.models.inputs import (
     check_multiplier,
-    finalize_model,
-    make_activation,
+    check_positive_int,
     make_inputs,
-    make_norm,
-    make_pool,
     validate_builder_args,
 )
+from keras_cnn_ext.models.parts import act_name, apply, make_activation, make_norm, make_pool
 from keras_cnn_ext.models.registry import register_builder
 from keras_cnn_ext.utils import normalize_data_format
 
@@ -24,7 +20,7 @@ UNET_MAX_DEPTH = 6
 
 def _double_conv(x, filters, prefix, norm, activation, dropout, data_format):
     """Two 3x3 "same" convolutions, each followed by `norm` and `activation`."""
-    act = activation if isinstance(activation, str) else "act"
+    act = act_name(activation)
     for i in (1, 2):
         x = keras.layers.Conv2D(
             filters,
@@ -39,14 +35,6 @@ def _double_conv(x, filters, prefix, norm, activation, dropout, data_format):
         if i == 1 and dropout:
             x = keras.layers.Dropout(dropout, name=f"{prefix}_drop")(x)
     return x
-
-
-def _positive_int(value, name, maximum=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"`{name}` must be at most {maximum}. Received: {name}={value!r}")
-    return int(value)
 
 
 @register_builder("unet")
@@ -116,8 +104,8 @@ def UNet(
     validate_builder_args(
         include_top=include_top, weights=weights, classes=classes, dropout=dropout
     )
-    base_filters = _positive_int(base_filters, "base_filters")
-    depth = _positive_int(depth, "depth", UNET_MAX_DEPTH)
+    base_filters = check_positive_int(base_filters, "base_filters")
+    depth = check_positive_int(depth, "depth", UNET_MAX_DEPTH)
     check_multiplier(width_multiplier, "width_multiplier")
     if classifier_activation == "auto":
         classifier_activation = "sigmoid" if classes == 1 else "softmax"

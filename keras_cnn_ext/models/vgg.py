@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-from keras_cnn_ext.models.common import (
-    FLATTEN_HEAD_POOLINGS,
-    Conv,
-    Pool,
-    check_multiplier,
-    classifier_head,
-    conv_stack,
-    finalize_model,
-    make_inputs,
-    stack_stages,
-    validate_builder_args,
-)
-from keras_cnn_ext.models.registry import register_builder
+from keras_cnn_ext.models.builder import named_variant
+from keras_cnn_ext.models.inputs import check_choices
+from keras_cnn_ext.models.plain import Conv, Pool, plain_network
 
 # Configurations A, B, D and E of the paper's Table 1: an int is a 3x3 "same" convolution with
 # that many filters, "M" a 2x2 max pooling with stride 2.
@@ -68,7 +58,7 @@ def VGG(
         depth: 11, 13, 16 or 19.
         include_top, weights, input_tensor, input_shape, pooling, classes,
             classifier_activation, name: as in `keras.applications`. Default input
-            `(224, 224, 3)`; at least 32x32.
+            `(224, 224, 3)` with the classifier, `(None, None, 3)` without; at least 32x32.
         batch_norm: add batch normalisation after each convolution. Default False.
         norm: another normalisation by name or layer class (overrides `batch_norm`).
         activation: the activation after convolutions and hidden dense layers. Default ReLU.
@@ -93,66 +83,43 @@ def VGG(
     >>> model.output_shape
     (None, 512)
     """
-    validate_builder_args(
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        dropout=dropout,
-        head_pooling=(head_pooling, FLATTEN_HEAD_POOLINGS),
-        depth=(depth, VGG_CONFIGS),
-    )
-    check_multiplier(width_multiplier, "width_multiplier")
+    check_choices(depth=(depth, tuple(VGG_CONFIGS)))
     if norm is None and batch_norm:
         norm = "batch"
-    table = vgg_table(depth)
-    inputs = make_inputs(
-        input_tensor,
-        input_shape,
+    if name is None:
+        name = f"vgg{depth}_bn" if norm is not None else f"vgg{depth}"
+    return plain_network(
+        vgg_table(depth),
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
         default_shape=(224, 224, 3),
-        stages=stack_stages(table),
-        require_static=include_top and head_pooling is None,
-    )
-    x = conv_stack(
-        inputs,
-        table,
+        fc_units=fc_units,
+        head_size=(7, 7),
+        head_pooling=head_pooling,
+        dropout=dropout,
         activation=activation,
         norm=norm,
         pool_type=pool_type,
         width_multiplier=width_multiplier,
     )
-    outputs = classifier_head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout=dropout,
-        hidden_units=tuple(fc_units),
-        hidden_activation=activation,
-        flatten=True,
-        head_pooling=head_pooling,
-        head_size=(7, 7),
+
+
+def _vgg(depth, configuration):
+    return named_variant(
+        VGG,
+        f"VGG{depth}",
+        f"VGG-{depth}: configuration {configuration} of Simonyan and Zisserman (2014).",
+        fixed={"depth": depth},
     )
-    if name is None:
-        name = f"vgg{depth}_bn" if norm is not None else f"vgg{depth}"
-    return finalize_model(inputs, outputs, name=name, weights=weights)
 
 
-def _vgg_builder(depth):
-    def builder(*args, **kwargs):
-        return VGG(depth, *args, **kwargs)
-
-    builder.__name__ = builder.__qualname__ = f"VGG{depth}"
-    builder.__doc__ = (
-        f"Builds VGG-{depth}: `VGG({depth}, ...)`; see `VGG` for the arguments "
-        "(`include_top`, `weights`, `input_tensor`, `input_shape`, `pooling`, `classes`, "
-        "`classifier_activation`, `name`, `batch_norm`, ...)."
-    )
-    return register_builder(f"vgg{depth}")(builder)
-
-
-VGG11 = _vgg_builder(11)
-VGG13 = _vgg_builder(13)
-VGG16 = _vgg_builder(16)
-VGG19 = _vgg_builder(19)
+VGG11 = _vgg(11, "A")
+VGG13 = _vgg(13, "B")
+VGG16 = _vgg(16, "D")
+VGG19 = _vgg(19, "E")

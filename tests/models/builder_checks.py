@@ -18,7 +18,7 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_cnn_ext.models.common import copy_weights
+from keras_cnn_ext.models import copy_weights
 from keras_cnn_ext.testing import assert_onnx_parity, assert_tflite_parity
 
 BUILDER_CHECKS = ("train_xla", "mixed_precision", "saving", "tflite", "onnx")

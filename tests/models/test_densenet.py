@@ -43,7 +43,8 @@ def test_keras_applications_weights_copy():
 
 
 def test_densenet_bc_100():
-    model = DenseNetBC(input_shape=(32, 32, 3), classes=10)
+    model = DenseNetBC(classes=10)
+    assert model.input_shape == (None, 32, 32, 3)  # the CIFAR layout's default size
     blocks = [layer for layer in model.layers if isinstance(layer, DenseBlock)]
     assert [b.num_layers for b in blocks] == [16, 16, 16]  # (100 - 4) / 6
     assert all(b.growth_rate == 12 for b in blocks)
@@ -67,6 +68,8 @@ def test_cifar_depth_rule_and_options():
 
 def test_registry():
     assert get_builder("densenet-121") is DenseNet121
+    assert get_builder("densenet") is DenseNet
+    assert get_builder("densenetbc") is DenseNetBC
     assert DenseNet121(input_shape=(32, 32, 3)).name == "densenet121"
 
 

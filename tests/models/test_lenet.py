@@ -51,7 +51,11 @@ def test_overrides_and_norm():
 def test_adaptive_head():
     model = LeNet5(head_pooling="adaptive_max", input_shape=(40, 40, 1))
     assert model.count_params() == 61_706
-    assert LeNet5(head_pooling="adaptive_avg").input_shape == (None, None, None, 1)
+    # keras.applications' rule: the usual size by default with the classifier; any size when
+    # asked for, since the adaptive pooling makes the classifier fit.
+    assert LeNet5(head_pooling="adaptive_avg").input_shape == (None, 32, 32, 1)
+    model = LeNet5(head_pooling="adaptive_avg", input_shape=(None, None, 1))
+    assert model.input_shape == (None, None, None, 1)
 
 
 def test_features_without_top():

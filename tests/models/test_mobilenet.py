@@ -4,8 +4,7 @@ import pytest
 from builder_checks import BUILDER_CHECKS, classification_data, run_builder_check
 
 from keras_cnn_ext.layers import SeparableConvBlock
-from keras_cnn_ext.models import MobileNetV1, get_builder
-from keras_cnn_ext.models.common import copy_weights
+from keras_cnn_ext.models import MobileNetV1, copy_weights, get_builder
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.75, 0.5])

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from builder_checks import BUILDER_CHECKS, classification_data, run_builder_check
 
+from keras_cnn_ext.analysis import profile
 from keras_cnn_ext.layers import ResidualBlock
-from keras_cnn_ext.models import get_builder
-from keras_cnn_ext.models.common import load_keras_applications_weights
+from keras_cnn_ext.models import get_builder, load_keras_applications_weights
 from keras_cnn_ext.models.resnet import (
     CIFAR_RESNET_DEPTHS,
     RESNET_DEPTHS,
@@ -22,6 +22,7 @@ from keras_cnn_ext.models.resnet import (
     ResNet152,
     ResNet152V2,
     SEResNet18,
+    SEResNet50,
 )
 
 
@@ -92,18 +93,36 @@ def test_resnet20_option_a_count_by_hand():
     assert _trainable(b) - _trainable(model) == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
 
 
-def test_seresnet50_matches_timm_count():
-    # timm's seresnet50: torchvision layout (stride in the 3x3, no conv biases) with SE of
-    # reduction 16 in every block: 28,088,024 parameters.
-    model = ResNet(
-        50,
-        version="v1.5",
-        attention="se",
-        attention_kwargs={"ratio": 1 / 16},
-        use_bias=False,
-        input_shape=(32, 32, 3),
-    )
+def test_seresnet50_is_hu_et_al():
+    # Hu et al.'s SE-ResNet-50 (and timm's seresnet50): no convolution biases, SE of reduction
+    # 16 in every block: 28,088,024 parameters. Built with defaults only: the ImageNet size.
+    model = SEResNet50()
+    assert model.input_shape == (None, 224, 224, 3)
     assert _trainable(model) == 28_088_024
+    block = model.get_layer("conv5_block3")
+    assert block.attention_layer.hidden_channels(2048) == 2048 // 16
+    # The same reduction for `ResNet(attention="se")`, unless the caller sets one.
+    small = dict(input_shape=(32, 32, 3), width_multiplier=0.25)
+    se = ResNet(18, attention="se", **small).get_layer("conv5_block1")
+    assert se.attention_layer.hidden_channels(128) == 8  # make_divisible(128 / 16, 8)
+    quarter = ResNet(18, attention="se", attention_kwargs={"ratio": 0.25}, **small)
+    assert quarter.get_layer("conv5_block1").attention_layer.hidden_channels(128) == 32
+
+
+def test_imagenet_default_input_shape_is_keras_applications():
+    # keras.applications.ResNet50(weights=None): input (None, 224, 224, 3), 25,636,712 params.
+    model = ResNet50(weights=None)
+    assert model.input_shape == (None, 224, 224, 3)
+    # The profile needs a static input shape; the default now gives one.
+    result = profile(model)
+    assert result.params == model.count_params() == 25_636_712
+    assert ResNet50(include_top=False).input_shape == (None, None, None, 3)
+    assert ResNet20().input_shape == (None, 32, 32, 3)  # a CIFAR builder keeps its own size
+    assert ResNet20(include_top=False).input_shape == (None, None, None, 3)
+    # A global-pooling classifier also accepts unknown sizes when asked for.
+    assert ResNet20(input_shape=(None, None, 3)).input_shape == (None, None, None, 3)
+    tensor = keras.Input((40, 40, 3))
+    assert ResNet20(input_tensor=tensor).input_shape == (None, 40, 40, 3)
 
 
 def test_cifar_and_imagenet_layouts():

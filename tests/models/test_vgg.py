@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from builder_checks import BUILDER_CHECKS, classification_data, run_builder_check
 
-from keras_cnn_ext.models import VGG, VGG11, VGG13, VGG16, VGG19, get_builder
-from keras_cnn_ext.models.common import copy_weights
+from keras_cnn_ext.models import VGG, VGG11, VGG13, VGG16, VGG19, copy_weights, get_builder
 
 # torchvision's published totals (1000 classes, 224x224); keras.applications gives the same for
 # VGG16 (138,357,544) and VGG19 (143,667,240).
@@ -75,7 +74,11 @@ def test_options():
 
 
 def test_adaptive_head_accepts_any_size():
-    model = VGG(11, head_pooling="adaptive_avg", classes=3, fc_units=(8,))
+    default = VGG(11, head_pooling="adaptive_avg", classes=3, fc_units=(8,))
+    assert default.input_shape == (None, 224, 224, 3)  # keras.applications' default size
+    model = VGG(
+        11, head_pooling="adaptive_avg", input_shape=(None, None, 3), classes=3, fc_units=(8,)
+    )
     assert model.input_shape == (None, None, None, 3)
     assert model.get_layer("fc1").kernel.shape == (7 * 7 * 512, 8)
     for size in (32, 48):
