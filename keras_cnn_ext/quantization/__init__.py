@@ -17,6 +17,7 @@ from keras_cnn_ext.quantization.callbacks import (  # noqa: F401
     QuantizationRangeLogger,
 )
 from keras_cnn_ext.quantization.channel_pad import ChannelPad  # noqa: F401
+from keras_cnn_ext.quantization.folding import FoldedConvBatchNorm  # noqa: F401
 from keras_cnn_ext.quantization.qat import (  # noqa: F401
     QuantizeConfig,
     quantize_model,

@@ -9,6 +9,7 @@ import keras
 from keras_cnn_ext import surgery
 from keras_cnn_ext.quantization import registry as reg
 from keras_cnn_ext.quantization import transforms
+from keras_cnn_ext.quantization.folding import FoldedConvBatchNorm
 from keras_cnn_ext.quantization.quantizers import FakeQuant, WeightQuantizer
 from keras_cnn_ext.quantization.wrapper import QuantizeWrapper
 
@@ -25,10 +26,20 @@ class QuantizeConfig:
         strict: raise instead of warning when a layer has no quantization rule. Default False.
         registry: the layer-class table (default `QUANTIZE_REGISTRY`); pass an extended copy to
             support your own layers.
+        fold_batch_norm: fold each Conv/Depthwise + BatchNorm pair into one
+            `FoldedConvBatchNorm` whose folded weights are fake-quantized (Krishnamoorthi 2018,
+            section 3.2). Default `None`: only with per-tensor weights, where it matters (the
+            converter folds BN exactly into per-channel weights, not into per-tensor ones).
     """
 
     def __init__(
-        self, skip=(), per_tensor_weights=False, ema_decay=0.999, strict=False, registry=None
+        self,
+        skip=(),
+        per_tensor_weights=False,
+        ema_decay=0.999,
+        strict=False,
+        registry=None,
+        fold_batch_norm=None,
     ):
         if isinstance(skip, (str, type)) or callable(skip):
             skip = (skip,)
@@ -38,6 +49,9 @@ class QuantizeConfig:
         self.ema_decay = float(ema_decay)
         self.strict = bool(strict)
         self.registry = reg.QUANTIZE_REGISTRY if registry is None else dict(registry)
+        self.fold_batch_norm = (
+            self.per_tensor_weights if fold_batch_norm is None else bool(fold_batch_norm)
+        )
 
     def skipped(self, layer):
         return any(matches(layer) for matches in self._skip)
@@ -65,6 +79,36 @@ def _expand(model, config):
         # An expanded block may hold another (e.g. an SE layer inside a ResidualBlock).
         return _expand(flat, config)
     return flat
+
+
+def _fold_batch_norms(model, config):
+    """Replaces each channels-last Conv/Depthwise -> BatchNorm pair by a FoldedConvBatchNorm."""
+    consumers = _consumers(model)
+    pairs = {}
+    for layer in model.layers:
+        users = consumers.get(id(layer), [])
+        if (
+            transforms.ConvBatchNorm().drops_output(layer, users)
+            and not isinstance(layer, keras.layers.Dense)
+            and layer.data_format == "channels_last"
+            and not config.skipped(layer)
+            and not config.skipped(users[0])
+        ):
+            pairs[id(layer)] = users[0]
+    folded_norms = {id(bn) for bn in pairs.values()}
+
+    def call_function(original, copy, *args, **kwargs):
+        if id(original) in folded_norms:
+            return args[0]  # already applied inside the folded layer
+        if id(original) in pairs:
+            bn = surgery.copy_layer(pairs[id(original)])
+            fused = FoldedConvBatchNorm(
+                copy, bn, config.weight_quantizer("per_tensor"), name=f"{original.name}_folded"
+            )
+            return fused(args[0], training=kwargs.get("training"))
+        return copy(*args, **kwargs)
+
+    return surgery.transform(model, call_function) if pairs else model
 
 
 def _consumers(model):
@@ -123,6 +167,8 @@ def quantize_model(model, config=None, **kwargs):
         raise TypeError(f"`config` must be a QuantizeConfig or None. Received: {config!r}")
     surgery.check_graph_model(model)
     flat = _expand(model, config)
+    if config.fold_batch_norm:
+        flat = _fold_batch_norms(flat, config)
     consumers = _consumers(flat)
     float_layers = []
 

@@ -17,6 +17,7 @@ import keras
 
 from keras_cnn_ext import layers as ours
 from keras_cnn_ext.quantization.channel_pad import ChannelPad
+from keras_cnn_ext.quantization.folding import FoldedConvBatchNorm
 
 
 class LayerQuantizeSpec(NamedTuple):
@@ -45,6 +46,7 @@ QUANTIZE_REGISTRY = {
     L.DepthwiseConv2D: LayerQuantizeSpec(weights=(("kernel", "depthwise"),)),
     L.Dense: LayerQuantizeSpec(weights=(("kernel", "per_tensor"),)),
     L.BatchNormalization: _ACTIVATION,
+    FoldedConvBatchNorm: _ACTIVATION,  # its folded weights carry their own quantizer
     L.ReLU: _ACTIVATION,
     L.Activation: _ACTIVATION,
     L.Add: _ACTIVATION,

@@ -20,6 +20,7 @@ import keras
 
 from keras_cnn_ext import layers as ours
 from keras_cnn_ext.quantization.channel_pad import ChannelPad
+from keras_cnn_ext.quantization.folding import FoldedConvBatchNorm
 from keras_cnn_ext.quantization.registry import FUSED_ACTIVATIONS
 
 
@@ -157,6 +158,7 @@ class FusedActivation(Pattern):
         keras.layers.Dense,
         keras.layers.BatchNormalization,
         keras.layers.Add,
+        FoldedConvBatchNorm,
     )
 
     def drops_output(self, layer, consumers):

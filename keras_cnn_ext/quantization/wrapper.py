@@ -7,7 +7,8 @@ import keras
 from keras_cnn_ext.quantization.quantizers import WeightQuantizer
 
 
-def _attribute(layer, name):
+def weight_attribute(layer, name):
+    """The attribute that holds weight `name` (`_kernel` behind Keras 3's `kernel` property)."""
     # Keras 3's Conv and Dense expose `kernel` as a read-only property over `_kernel`.
     prop = getattr(type(layer), name, None)
     if isinstance(prop, property) and hasattr(layer, f"_{name}"):
@@ -74,7 +75,7 @@ class QuantizeWrapper(keras.layers.Wrapper):
         swapped = {}
         try:
             for key, value in self.quantized_weights().items():
-                attr = _attribute(self.layer, key)
+                attr = weight_attribute(self.layer, key)
                 swapped[attr] = getattr(self.layer, attr)
                 object.__setattr__(self.layer, attr, value)
             return self.layer.call(inputs, *args, **kwargs)

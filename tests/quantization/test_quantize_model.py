@@ -106,7 +106,7 @@ def test_skip_by_name_and_class_and_per_tensor_weights():
     qat = quantize_model(conv_bn_relu_net(), skip=["side", keras.layers.GlobalAveragePooling2D])
     assert "side" not in _fake_quant_after(qat) and "gap" not in _fake_quant_after(qat)
     assert isinstance(qat.get_layer("side"), keras.layers.Conv2D)
-    per_tensor = quantize_model(conv_bn_relu_net(), per_tensor_weights=True)
+    per_tensor = quantize_model(conv_bn_relu_net(), per_tensor_weights=True, fold_batch_norm=False)
     assert not per_tensor.get_layer("conv").weight_quantizers["kernel"].per_axis
 
 
