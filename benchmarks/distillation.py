@@ -283,6 +283,7 @@ def main():
     if args.quick:
         x_train, y_train = x_train[:1000], y_train[:1000]
         args.repeats, args.epochs, args.subset_epochs, args.teacher_epochs = 2, 2, 3, 1
+    load_start = os.getloadavg()[0]
     keras.utils.set_random_seed(0)
     teacher = compiled(teacher_net(), 1e-3)
     teacher.fit(x_train, y_train, batch_size=64, epochs=args.teacher_epochs, verbose=0)
@@ -293,6 +294,10 @@ def main():
         *timing_tables(teacher, x_train, y_train, x_test, y_test, args.repeats, args.epochs),
         "",
         *subset_table(teacher, x_train, y_train, x_test, y_test, args.subset_epochs),
+        "",
+        f"1-minute load average at the start / end: {load_start:.1f} / {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} cores (other jobs shared the machine when it exceeds the cores: "
+        "compare the rows of one run, not absolute times).",
         "",
     ]
     text = "\n".join(lines)

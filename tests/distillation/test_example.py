@@ -11,20 +11,8 @@ def test_example_runs_tiny_and_the_distilled_student_learns(tmp_path):
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
     path = str(tmp_path / "student.keras")
-    result = example.main(
-        [
-            "--teacher-images",
-            "1000",
-            "--teacher-epochs",
-            "1",
-            "--labelled",
-            "300",
-            "--epochs",
-            "6",
-            "--output",
-            path,
-        ]
-    )
+    arguments = "--teacher-images 800 --teacher-epochs 1 --labelled 256 --epochs 4"
+    result = example.main([*arguments.split(), "--test-images", "300", "--output", path])
     assert os.path.exists(path) and result["path"] == path
     assert result["teacher_samples"] == 256  # the cache ran the teacher once per image
     history = result["history"]
