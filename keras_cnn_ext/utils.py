@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
 import tensorflow as tf
 
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -108,26 +109,125 @@ def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
     return new_value
 
 
-def check_seed(seed, name="seed"):
-    """Validates a user seed: `None` or a non-negative int."""
-    if seed is None:
+def _received(name, value):
+    return f"Received: {name}={value!r} of type {type(value).__name__}"
+
+
+def check_int(value, name, *, minimum=None, allow_none=False):
+    """Returns `value` as a Python int.
+
+    Args:
+        value: the argument's value; Python and NumPy integers are accepted, bools are not.
+        name: the argument's name, used in error messages.
+        minimum: the smallest accepted value, or `None` for no bound.
+        allow_none: whether `None` is accepted (and returned).
+
+    Raises:
+        TypeError: if `value` is not an integer.
+        ValueError: if `value` is below `minimum`.
+    """
+    if value is None and allow_none:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"`{name}` must be None or a non-negative integer. Received: {seed!r}")
-    if seed < 0:
-        raise ValueError(f"`{name}` must be None or a non-negative integer. Received: {seed!r}")
-    return int(seed)
+    what = "an integer" if minimum is None else f"an integer >= {minimum}"
+    if allow_none:
+        what = f"None or {what}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be {what}. {_received(name, value)}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be {what}. Received: {name}={value!r}")
+    return int(value)
+
+
+def check_positive_int(value, name, minimum=1):
+    """Returns `value` as an int >= `minimum` (default 1); see `check_int`."""
+    return check_int(value, name, minimum=minimum)
+
+
+def _interval(low, high, low_inclusive, high_inclusive):
+    left = "[" if low_inclusive and low is not None else "("
+    right = "]" if high_inclusive and high is not None else ")"
+    return f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+
+
+def check_number(
+    value,
+    name,
+    *,
+    minimum=None,
+    maximum=None,
+    min_inclusive=True,
+    max_inclusive=True,
+    what="a number",
+):
+    """Returns `value` as a Python float, checked against an interval.
+
+    Args:
+        value: the argument's value; any real number but a bool.
+        name: the argument's name, used in error messages.
+        minimum, maximum: the bounds, or `None` for none.
+        min_inclusive, max_inclusive: whether each bound is accepted.
+        what: how the message names the accepted values (e.g. `"a float"`).
+
+    Raises:
+        TypeError: if `value` is not a real number.
+        ValueError: if `value` is outside the interval, or NaN.
+    """
+    bounded = minimum is not None or maximum is not None
+    interval = _interval(minimum, maximum, min_inclusive, max_inclusive)
+    accepted = f"{what} in {interval}" if bounded else what
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be {accepted}. {_received(name, value)}")
+    value = float(value)
+    ok = value == value  # NaN fails every comparison
+    if minimum is not None:
+        ok = ok and (value >= minimum if min_inclusive else value > minimum)
+    if maximum is not None:
+        ok = ok and (value <= maximum if max_inclusive else value < maximum)
+    if not ok:
+        raise ValueError(f"`{name}` must be {accepted}. Received: {name}={value!r}")
+    return value
 
 
 def check_rate(rate, name="rate", *, upper_inclusive=False):
     """Validates a probability-like rate in [0, 1) (or [0, 1] when `upper_inclusive`)."""
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise TypeError(f"`{name}` must be a float in [0, 1). Received: {rate!r}")
-    upper_ok = rate <= 1 if upper_inclusive else rate < 1
-    if not (rate >= 0 and upper_ok):
-        bounds = "[0, 1]" if upper_inclusive else "[0, 1)"
-        raise ValueError(f"`{name}` must be a float in {bounds}. Received: {rate!r}")
-    return float(rate)
+    return check_number(
+        rate, name, minimum=0, maximum=1, max_inclusive=upper_inclusive, what="a float"
+    )
+
+
+def check_choice(value, name, accepted):
+    """Returns `value` if it is one of `accepted`, else a ValueError naming the argument."""
+    try:
+        ok = value in accepted
+    except TypeError:  # an unhashable value tested against a set or dict
+        ok = False
+    if not ok:
+        raise ValueError(f"`{name}` must be one of {tuple(accepted)}. Received: {name}={value!r}")
+    return value
+
+
+def check_bool(value, name):
+    """Returns `value` as a Python bool; a TypeError unless it is a Python or NumPy bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be a bool. {_received(name, value)}")
+    return bool(value)
+
+
+def check_seed(seed, name="seed"):
+    """Validates a user seed: `None` or a non-negative int."""
+    return check_int(seed, name, minimum=0, allow_none=True)
+
+
+def check_channels(input_shape, data_format, layer_name):
+    """Returns the static channel count of a rank-4 input shape; ValueError when unknown."""
+    shape = check_input_rank(input_shape, 4)
+    channels = shape[-1] if data_format == "channels_last" else shape[1]
+    if channels is None:
+        raise ValueError(
+            f"`{layer_name}` needs a known channel dimension ({data_format}). "
+            f"Received input shape: {shape}"
+        )
+    return int(channels)
 
 
 def check_input_rank(input_shape, rank, name="inputs"):

@@ -106,3 +106,45 @@ def test_in_xla_context():
     tf.function(probe)()
     tf.function(probe, jit_compile=True)()
     assert seen == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: utils.check_int("3", "filters"), TypeError, "`filters` must be an integer"),
+        (lambda: utils.check_int(True, "filters"), TypeError, "of type bool"),
+        (lambda: utils.check_int(0, "filters", minimum=1), ValueError, "integer >= 1"),
+        (lambda: utils.check_positive_int(2.0, "groups"), TypeError, "Received: groups=2.0"),
+        (lambda: utils.check_number("x", "alpha"), TypeError, "`alpha` must be a number"),
+        (lambda: utils.check_number(-1, "alpha", minimum=0), ValueError, r"in \[0, inf\)"),
+        (
+            lambda: utils.check_number(0, "bias", minimum=0, min_inclusive=False),
+            ValueError,
+            r"\(0, inf\)",
+        ),
+        (lambda: utils.check_number(float("nan"), "beta"), ValueError, "`beta`"),
+        (lambda: utils.check_rate("0.1"), TypeError, r"`rate` must be a float in \[0, 1\)"),
+        (
+            lambda: utils.check_rate(1.5, "p", upper_inclusive=True),
+            ValueError,
+            r"`p` must be a float in \[0, 1\]",
+        ),
+        (lambda: utils.check_choice("x", "mode", ("a", "b")), ValueError, "one of \\('a', 'b'\\)"),
+        (lambda: utils.check_choice([], "mode", {"a"}), ValueError, "`mode`"),
+        (lambda: utils.check_bool(1, "use_bias"), TypeError, "`use_bias` must be a bool"),
+        (lambda: utils.check_channels((1, 4, 4, None), "channels_last", "SE"), ValueError, "SE"),
+    ],
+)
+def test_validation_vocabulary_names_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_validation_vocabulary_returns_plain_python_values():
+    assert utils.check_int(np.int64(3), "n") == 3 and type(utils.check_int(np.int64(3), "n")) is int
+    assert utils.check_int(None, "n", allow_none=True) is None
+    assert utils.check_number(np.float32(0.5), "x", maximum=1) == 0.5
+    assert utils.check_rate(1.0, upper_inclusive=True) == 1.0
+    assert utils.check_bool(np.bool_(True), "b") is True
+    assert utils.check_channels((1, 3, 4, 4), "channels_first", "SE") == 3
+    assert utils.check_seed(None) is None and utils.check_seed(5) == 5
