@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_cnn_ext.layers.base import Layer
 from keras_cnn_ext.ops.adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
 from keras_cnn_ext.utils import check_input_rank, normalize_data_format, normalize_tuple
 
@@ -23,7 +24,7 @@ _ARGS_AND_SHAPES = """\
 """
 
 
-class BaseAdaptivePooling2D(keras.layers.Layer):
+class BaseAdaptivePooling2D(Layer):
     """Shared argument handling of the adaptive 2-D pooling layers; subclasses set `_pool`."""
 
     _pool = None

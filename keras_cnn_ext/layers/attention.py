@@ -6,13 +6,12 @@ the way timm's `create_attn` maps `attn_layer` names to modules.
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 
 from keras_cnn_ext.layers.cbam import CBAM, ChannelAttention, SpatialAttention
 from keras_cnn_ext.layers.efficient_channel_attention import EfficientChannelAttention
 from keras_cnn_ext.layers.squeeze_excitation import SqueezeExcitation
+from keras_cnn_ext.utils import check_int
 
 ATTENTION_LAYERS = {
     "se": SqueezeExcitation,
@@ -22,6 +21,17 @@ ATTENTION_LAYERS = {
     "spatial": SpatialAttention,
 }
 _NONE_NAMES = ("none", "")
+
+
+def is_attention_name(attention):
+    """Whether `attention` is one of the names `create_attention` maps itself ("se", "none", ...).
+
+    Those layers are this package's and take `data_format`; blocks pass theirs on to them.
+    """
+    return isinstance(attention, str) and attention.strip().lower() in (
+        *ATTENTION_LAYERS,
+        *_NONE_NAMES,
+    )
 
 
 def create_attention(attention, channels=None, **kwargs):
@@ -59,27 +69,24 @@ def create_attention(attention, channels=None, **kwargs):
     >>> create_attention(None) is None
     True
     """
-    if channels is not None and (
-        isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1
-    ):
-        raise ValueError(f"`channels` must be None or a positive integer. Received: {channels!r}")
+    check_int(channels, "channels", minimum=1, allow_none=True)
     if attention is None or attention is False:
         return None
     if isinstance(attention, str):
         name = attention.strip().lower()
         if name in _NONE_NAMES:
             return None
-        if name not in ATTENTION_LAYERS:
-            # A class stored in a config by its registered name, e.g. "keras_cnn_ext>CBAM".
-            registered = keras.saving.get_registered_object(attention.strip())
-            if isinstance(registered, type) and issubclass(registered, keras.layers.Layer):
-                return registered(**kwargs)
+        if name in ATTENTION_LAYERS:
+            return ATTENTION_LAYERS[name](**kwargs)
+        # A class or callable stored in a config by its registered name ("keras_cnn_ext>CBAM").
+        registered = keras.saving.get_registered_object(attention.strip())
+        if registered is None or not callable(registered):
             accepted = ", ".join(repr(n) for n in (*ATTENTION_LAYERS, "none", None))
             raise ValueError(
                 f"`attention` must be one of {accepted}, a keras.layers.Layer subclass or "
                 f"instance, or a callable returning a layer. Received: {attention!r}"
             )
-        return ATTENTION_LAYERS[name](**kwargs)
+        attention = registered
     if isinstance(attention, type) and issubclass(attention, keras.layers.Layer):
         return attention(**kwargs)
     if isinstance(attention, keras.layers.Layer):

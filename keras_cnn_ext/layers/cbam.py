@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import keras
 
+from keras_cnn_ext.layers.base import Layer
 from keras_cnn_ext.layers.squeeze_excitation import SqueezeExcitation
 from keras_cnn_ext.ops import attention as attention_ops
 from keras_cnn_ext.utils import (
-    check_float_dtype,
+    check_choice,
     check_input_rank,
     normalize_data_format,
     normalize_tuple,
 )
 
 SPATIAL_MODES = ("sigmoid", "softmax")
-
-
-def _check_mode(mode):
-    if mode not in SPATIAL_MODES:
-        raise ValueError(f"`mode` must be one of {SPATIAL_MODES}. Received: {mode!r}")
-    return mode
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
@@ -93,7 +88,7 @@ class ChannelAttention(SqueezeExcitation):
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class SpatialAttention(keras.layers.Layer):
+class SpatialAttention(Layer):
     """CBAM's spatial attention: a convolution over the channel-average and channel-max maps.
 
     Woo et al. (ECCV 2018), eq. 3: `M_s = sigmoid(conv7x7([mean_c(x); max_c(x)]))`,
@@ -137,7 +132,7 @@ class SpatialAttention(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.kernel_size = normalize_tuple(kernel_size, 2, "kernel_size", minimum=1)
-        self.mode = _check_mode(mode)
+        self.mode = check_choice(mode, "mode", SPATIAL_MODES)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -156,7 +151,6 @@ class SpatialAttention(keras.layers.Layer):
             self.bias = self.add_weight(name="bias", shape=(1,), initializer=self.bias_initializer)
 
     def call(self, inputs):
-        check_float_dtype(inputs.dtype)
         return attention_ops.spatial_attention(
             inputs, self.kernel, self.bias, mode=self.mode, data_format=self.data_format
         )
@@ -180,7 +174,7 @@ class SpatialAttention(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class CBAM(keras.layers.Layer):
+class CBAM(Layer):
     """Convolutional block attention module: channel attention, then spatial attention.
 
     Woo et al., "CBAM: Convolutional Block Attention Module" (ECCV 2018):

@@ -7,29 +7,14 @@ holds those arguments, the channel axis and their part of `get_config`, once.
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 
+from keras_cnn_ext.layers.base import Layer
 from keras_cnn_ext.layers.factories import create_activation, create_norm, layer_spec_name
-from keras_cnn_ext.utils import check_input_rank, normalize_data_format
+from keras_cnn_ext.utils import check_channels, check_number, normalize_data_format
 
 
-def check_positive_int(value, name, minimum=1):
-    """Returns `value` as an int, or raises a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
-def check_choice(value, name, accepted):
-    """Returns `value` if it is one of `accepted`, or raises a ValueError naming the argument."""
-    if value not in accepted:
-        raise ValueError(f"`{name}` must be one of {accepted}. Received: {name}={value!r}")
-    return value
-
-
-class ConvBlockBase(keras.layers.Layer):
+class ConvBlockBase(Layer):
     """Base of the block layers (not registered: only its subclasses are used)."""
 
     def __init__(
@@ -44,8 +29,8 @@ class ConvBlockBase(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.norm = layer_spec_name(norm)
-        self.norm_epsilon = float(norm_epsilon)
-        self.norm_momentum = float(norm_momentum)
+        self.norm_epsilon = check_number(norm_epsilon, "norm_epsilon", minimum=0)
+        self.norm_momentum = check_number(norm_momentum, "norm_momentum", minimum=0, maximum=1)
         self.activation = layer_spec_name(activation)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.data_format = normalize_data_format(data_format)
@@ -66,13 +51,7 @@ class ConvBlockBase(keras.layers.Layer):
 
     def _channels(self, input_shape):
         """The input's channel count; raises for a wrong rank or an unknown channel axis."""
-        input_shape = check_input_rank(input_shape, 4)
-        channels = input_shape[self._channel_axis]
-        if channels is None:
-            raise ValueError(
-                f"The channel axis of the input must be known. Received: {input_shape}"
-            )
-        return channels
+        return check_channels(input_shape, self.data_format, type(self).__name__)
 
     def get_config(self):
         config = super().get_config()

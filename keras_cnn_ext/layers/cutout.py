@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
-import tensorflow as tf
 
+from keras_cnn_ext.layers.base import Layer
 from keras_cnn_ext.ops.erasing import cutout
-from keras_cnn_ext.utils import check_seed, normalize_data_format, normalize_tuple, replica_seed
+from keras_cnn_ext.utils import (
+    check_number,
+    check_seed,
+    normalize_data_format,
+    normalize_tuple,
+    replica_seed,
+)
 
 
 def image_spatial_shape(input_shape, data_format):
@@ -23,15 +27,8 @@ def image_spatial_shape(input_shape, data_format):
     return image[:2] if data_format == "channels_last" else image[1:]
 
 
-def check_number(value, name):
-    """Validates a real number argument and returns it as a Python float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a number. Received: {value!r} of type {type(value)}")
-    return float(value)
-
-
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class Cutout(keras.layers.Layer):
+class Cutout(Layer):
     """Masks out fixed-size square holes at random positions of each image during training.
 
     Cutout (DeVries & Taylor, 2017, "Improved regularization of convolutional neural networks
@@ -87,7 +84,6 @@ class Cutout(keras.layers.Layer):
                 )
 
     def call(self, inputs, training=None):
-        inputs = tf.cast(inputs, self.compute_dtype)
         if not training:
             return inputs
         return cutout(

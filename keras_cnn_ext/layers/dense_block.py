@@ -6,8 +6,14 @@ import keras
 import tensorflow as tf
 
 from keras_cnn_ext.layers.conv_block_base import ConvBlockBase
-from keras_cnn_ext.layers.conv_block_base import check_positive_int as _positive_int
-from keras_cnn_ext.utils import check_rate, check_seed, replica_seed
+from keras_cnn_ext.utils import (
+    check_bool,
+    check_number,
+    check_positive_int,
+    check_rate,
+    check_seed,
+    replica_seed,
+)
 
 
 class _DenseNetBlock(ConvBlockBase):
@@ -98,10 +104,10 @@ class DenseBlock(_DenseNetBlock):
             data_format=data_format,
             **kwargs,
         )
-        self.num_layers = _positive_int(num_layers, "num_layers")
-        self.growth_rate = _positive_int(growth_rate, "growth_rate")
-        self.bottleneck = bool(bottleneck)
-        self.bottleneck_width = _positive_int(bottleneck_width, "bottleneck_width")
+        self.num_layers = check_positive_int(num_layers, "num_layers")
+        self.growth_rate = check_positive_int(growth_rate, "growth_rate")
+        self.bottleneck = check_bool(bottleneck, "bottleneck")
+        self.bottleneck_width = check_positive_int(bottleneck_width, "bottleneck_width")
         self.dropout_rate = check_rate(dropout_rate, "dropout_rate")
         self.seed = check_seed(seed)
         self.seed_generator = (
@@ -232,13 +238,9 @@ class TransitionBlock(_DenseNetBlock):
             data_format=data_format,
             **kwargs,
         )
-        if isinstance(compression, bool) or not (
-            isinstance(compression, (int, float)) and 0 < compression <= 1
-        ):
-            raise ValueError(
-                f"`compression` must be a float in (0, 1]. Received: compression={compression!r}"
-            )
-        self.compression = float(compression)
+        self.compression = check_number(
+            compression, "compression", minimum=0, min_inclusive=False, maximum=1, what="a float"
+        )
         self.norm_layer = self._make_norm(f"{self.name}_bn")
         self.act = self._make_activation(f"{self.name}_relu")
         self.conv = None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import keras
 
+from keras_cnn_ext.layers.base import Layer
 from keras_cnn_ext.ops.drop_path import drop_path, drop_path_rates  # noqa: F401 (re-export)
 from keras_cnn_ext.utils import check_rate, check_seed, replica_seed
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class DropPath(keras.layers.Layer):
+class DropPath(Layer):
     """Drops a residual branch for random samples of the batch during training.
 
     Stochastic depth (Huang et al., 2016, "Deep networks with stochastic depth"): put it on

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
+import tensorflow as tf
 
+from keras_cnn_ext.layers.base import Layer
 from keras_cnn_ext.ops.dropblock import drop_block_2d
 from keras_cnn_ext.utils import (
+    check_bool,
     check_input_rank,
+    check_positive_int,
     check_rate,
     check_seed,
     normalize_data_format,
@@ -17,7 +19,7 @@ from keras_cnn_ext.utils import (
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class DropBlock2D(keras.layers.Layer):
+class DropBlock2D(Layer):
     """Drops contiguous square blocks of a feature map during training.
 
     DropBlock (Ghiasi et al., 2018, "DropBlock: A regularization method for convolutional
@@ -32,6 +34,11 @@ class DropBlock2D(keras.layers.Layer):
     approximation). With `block_size` equal to the map size every channel map is kept or
     dropped whole: spatial dropout. At inference the layer is the identity.
 
+    A `block_size` larger than the map is clamped to `min(block_size, height, width)` (as the
+    authors' TPU reference code and timm do), whether the size is known when the layer is
+    built or only at run time (then one branch per possible clamped size is traced and the
+    right one runs): a 7x7 block on a 5x5 map drops 5x5 blocks, i.e. whole channel maps.
+
     The rate lives in a non-trainable variable, `rate_variable`, read by the compiled step,
     so a schedule can change it between steps without retracing: the paper ramps it linearly
     from 0 during training, which `keras_cnn_ext.layers.LinearRateSchedule` does (the config
@@ -42,8 +49,8 @@ class DropBlock2D(keras.layers.Layer):
     Args:
         rate: float in [0, 1), the target fraction of units to drop (the initial value of
             `rate_variable`).
-        block_size: int >= 1, the side of the dropped squares; it must not exceed the height
-            or width of the input.
+        block_size: int >= 1, the side of the dropped squares; clamped to the height and width
+            of the input when larger.
         data_format: `"channels_last"` or `"channels_first"`. Defaults to
             `keras.config.image_data_format()`.
         seed: int or `None`, for reproducible masks.
@@ -75,28 +82,15 @@ class DropBlock2D(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.rate = check_rate(rate)
-        if (
-            isinstance(block_size, bool)
-            or not isinstance(block_size, numbers.Integral)
-            or block_size < 1
-        ):
-            raise ValueError(f"`block_size` must be an integer >= 1. Received: {block_size!r}")
-        self.block_size = int(block_size)
+        self.block_size = check_positive_int(block_size, "block_size")
         self.data_format = normalize_data_format(data_format)
         self.seed = check_seed(seed)
-        self.shared_channels = bool(shared_channels)
+        self.shared_channels = check_bool(shared_channels, "shared_channels")
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.supports_masking = True
 
     def build(self, input_shape):
-        shape = check_input_rank(input_shape, 4)
-        spatial = shape[1:3] if self.data_format == "channels_last" else shape[2:4]
-        for axis_name, size in zip(("height", "width"), spatial, strict=True):
-            if size is not None and self.block_size > size:
-                raise ValueError(
-                    f"`block_size` must not exceed the input {axis_name}. "
-                    f"Received: block_size={self.block_size} for input shape {shape}"
-                )
+        check_input_rank(input_shape, 4)
         # Assigned from the host (see LinearRateSchedule); "only_first_replica" keeps one
         # consistent value should anyone assign it inside a replica context.
         self.rate_variable = self.add_weight(
@@ -109,17 +103,33 @@ class DropBlock2D(keras.layers.Layer):
             aggregation="only_first_replica",
         )
 
+    def _spatial_axes(self):
+        return (1, 2) if self.data_format == "channels_last" else (2, 3)
+
     def call(self, inputs, training=None):
         if not training:
             return inputs
-        return drop_block_2d(
-            inputs,
-            self.rate_variable,
-            self.block_size,
-            replica_seed(self.seed_generator.next()),
-            data_format=self.data_format,
-            shared_channels=self.shared_channels,
-        )
+        seed = replica_seed(self.seed_generator.next())
+
+        def drop(block_size):
+            return drop_block_2d(
+                inputs,
+                self.rate_variable,
+                block_size,
+                seed,
+                data_format=self.data_format,
+                shared_channels=self.shared_channels,
+            )
+
+        sizes = [inputs.shape[axis] for axis in self._spatial_axes()]
+        largest = min([self.block_size] + [s for s in sizes if s is not None])
+        if None not in sizes or largest == 1:
+            return drop(largest)
+        # The clamped size is known only at run time: trace each candidate, run one.
+        shape = tf.shape(inputs)
+        clamped = tf.minimum(largest, tf.reduce_min([shape[a] for a in self._spatial_axes()]))
+        branches = [lambda k=k: drop(k) for k in range(1, largest + 1)]
+        return tf.switch_case(tf.maximum(clamped, 1) - 1, branches)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 
-from keras_cnn_ext.layers.squeeze_excitation import check_channels
+from keras_cnn_ext.layers.base import Layer
 from keras_cnn_ext.ops import attention as attention_ops
-from keras_cnn_ext.utils import check_float_dtype, normalize_data_format
+from keras_cnn_ext.utils import check_channels, check_int, check_number, normalize_data_format
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class EfficientChannelAttention(keras.layers.Layer):
+class EfficientChannelAttention(Layer):
     """Efficient channel attention: a 1D convolution across the pooled channels gates them.
 
     Wang et al., "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks"
@@ -59,22 +57,14 @@ class EfficientChannelAttention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if kernel_size is not None and (
-            isinstance(kernel_size, bool)
-            or not isinstance(kernel_size, numbers.Integral)
-            or kernel_size < 1
-            or kernel_size % 2 == 0
-        ):
+        self.kernel_size = check_int(kernel_size, "kernel_size", minimum=1, allow_none=True)
+        if self.kernel_size is not None and self.kernel_size % 2 == 0:
             # An even kernel would pad one side more and shift every channel's neighbourhood.
             raise ValueError(
                 f"`kernel_size` must be None or a positive odd integer. Received: {kernel_size!r}"
             )
-        for name, value in (("gamma", gamma), ("b", b)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real):
-                raise TypeError(f"`{name}` must be a number. Received: {value!r}")
-        if not gamma > 0:
-            raise ValueError(f"`gamma` must be a positive number. Received: {gamma!r}")
-        self.kernel_size = None if kernel_size is None else int(kernel_size)
+        check_number(gamma, "gamma", minimum=0, min_inclusive=False)
+        check_number(b, "b")
         self.gamma = gamma
         self.b = b
         self.gate_activation = keras.activations.get(gate_activation)
@@ -99,7 +89,6 @@ class EfficientChannelAttention(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={channel_axis: channels})
 
     def call(self, inputs):
-        check_float_dtype(inputs.dtype)
         return attention_ops.efficient_channel_attention(
             inputs, self.kernel, gate=self.gate_activation, data_format=self.data_format
         )

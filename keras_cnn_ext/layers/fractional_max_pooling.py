@@ -6,12 +6,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_cnn_ext.layers.base import Layer
 from keras_cnn_ext.ops.fractional_max_pool import (
     fractional_max_pool2d,
     fractional_output_size,
     fractional_pooling_sequence,
 )
 from keras_cnn_ext.utils import (
+    check_bool,
     check_input_rank,
     check_seed,
     normalize_data_format,
@@ -25,7 +27,7 @@ _INFERENCE_SALT = 0x46D9
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class FractionalMaxPooling2D(keras.layers.Layer):
+class FractionalMaxPooling2D(Layer):
     """Fractional max pooling (Graham, 2014) with TensorFlow's region rules.
 
     Shrinks height and width by a non-integer factor such as sqrt(2): the output has
@@ -83,12 +85,9 @@ class FractionalMaxPooling2D(keras.layers.Layer):
                 "`pooling_ratio` must be a number > 1 or a (height, width) pair of such numbers. "
                 f"Received: {pooling_ratio!r}"
             )
-        for name, value in (("pseudo_random", pseudo_random), ("overlapping", overlapping)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"`{name}` must be a bool. Received: {value!r}")
         self.pooling_ratio = ratios
-        self.pseudo_random = bool(pseudo_random)
-        self.overlapping = bool(overlapping)
+        self.pseudo_random = check_bool(pseudo_random, "pseudo_random")
+        self.overlapping = check_bool(overlapping, "overlapping")
         self.seed = check_seed(seed)
         self.data_format = normalize_data_format(data_format)
         self.seed_generator = keras.random.SeedGenerator(self.seed)

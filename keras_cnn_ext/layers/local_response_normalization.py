@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 
+from keras_cnn_ext.layers.base import Layer
 from keras_cnn_ext.ops.local_response_norm import local_response_normalization
-from keras_cnn_ext.utils import check_input_rank, normalize_data_format
-
-
-def _number(value, name, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
-    return value
+from keras_cnn_ext.utils import check_input_rank, check_int, check_number, normalize_data_format
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class LocalResponseNormalization(keras.layers.Layer):
+class LocalResponseNormalization(Layer):
     """Local response normalisation across neighbouring channels (no weights).
 
     Krizhevsky, Sutskever and Hinton, "ImageNet Classification with Deep Convolutional Neural
@@ -51,22 +42,11 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def __init__(self, depth_radius=2, bias=2.0, alpha=1e-4, beta=0.75, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(depth_radius, bool) or not isinstance(depth_radius, numbers.Integral):
-            raise TypeError(
-                f"`depth_radius` must be a non-negative integer. Received: {depth_radius!r}"
-            )
-        if depth_radius < 0:
-            raise ValueError(
-                f"`depth_radius` must be a non-negative integer. Received: {depth_radius!r}"
-            )
-        self.depth_radius = int(depth_radius)
-        self.bias = float(_number(bias, "bias"))
-        if self.bias <= 0:
-            raise ValueError(
-                f"`bias` must be > 0 (it keeps the denominator positive). Received: {bias!r}"
-            )
-        self.alpha = float(_number(alpha, "alpha", 0))
-        self.beta = float(_number(beta, "beta", 0))
+        self.depth_radius = check_int(depth_radius, "depth_radius", minimum=0)
+        # bias > 0 keeps the denominator positive.
+        self.bias = check_number(bias, "bias", minimum=0, min_inclusive=False)
+        self.alpha = check_number(alpha, "alpha", minimum=0)
+        self.beta = check_number(beta, "beta", minimum=0)
         self.data_format = normalize_data_format(data_format)
 
     def build(self, input_shape):

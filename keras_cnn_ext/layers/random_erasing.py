@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
-from keras_cnn_ext.layers.cutout import check_number, image_spatial_shape
+from keras_cnn_ext.layers.base import Layer
+from keras_cnn_ext.layers.cutout import image_spatial_shape
 from keras_cnn_ext.ops.erasing import FILL_MODES, random_erasing
 from keras_cnn_ext.utils import (
+    check_choice,
+    check_number,
     check_rate,
     check_seed,
     normalize_data_format,
@@ -29,7 +31,7 @@ def _check_range(value, name, low, high, low_inclusive):
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class RandomErasing(keras.layers.Layer):
+class RandomErasing(Layer):
     """Erases one random rectangle in each image with probability `probability`.
 
     Random Erasing (Zhong et al., 2017, "Random erasing data augmentation"): every image is
@@ -98,9 +100,7 @@ class RandomErasing(keras.layers.Layer):
         self.aspect_ratio_range = _check_range(
             aspect_ratio_range, "aspect_ratio_range", 0.0, None, False
         )
-        if fill_mode not in FILL_MODES:
-            raise ValueError(f"`fill_mode` must be one of {FILL_MODES}. Received: {fill_mode!r}")
-        self.fill_mode = fill_mode
+        self.fill_mode = check_choice(fill_mode, "fill_mode", FILL_MODES)
         self.fill_value = check_number(fill_value, "fill_value")
         self.value_range = normalize_float_tuple(value_range, 2, "value_range")
         if self.value_range[0] > self.value_range[1]:
@@ -115,7 +115,6 @@ class RandomErasing(keras.layers.Layer):
         image_spatial_shape(input_shape, self.data_format)
 
     def call(self, inputs, training=None):
-        inputs = tf.cast(inputs, self.compute_dtype)
         if not training:
             return inputs
         return random_erasing(

@@ -5,17 +5,21 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_cnn_ext.layers.attention import create_attention, is_attention_name
 from keras_cnn_ext.layers.conv_block_base import ConvBlockBase
-from keras_cnn_ext.layers.conv_block_base import check_choice as _choice
-from keras_cnn_ext.layers.conv_block_base import check_positive_int as _positive_int
+from keras_cnn_ext.layers.drop_path import DropPath
 from keras_cnn_ext.layers.factories import layer_spec_name
-from keras_cnn_ext.utils import check_input_rank, check_rate, check_seed
+from keras_cnn_ext.utils import (
+    check_choice,
+    check_input_rank,
+    check_positive_int,
+    check_rate,
+    check_seed,
+)
 
 BLOCK_TYPES = ("basic", "bottleneck")
 VERSIONS = ("v1", "v1.5", "v2")
 SHORTCUTS = ("auto", "projection", "identity", "zero_pad")
-# The names `create_attention` knows (its own layers take `data_format`).
-_ATTENTION_NAMES = ("se", "eca", "cbam", "channel", "spatial", "none", "")
 
 
 def _subsample(x, stride, channel_axis):
@@ -125,21 +129,21 @@ class ResidualBlock(ConvBlockBase):
             data_format=data_format,
             **kwargs,
         )
-        self.filters = _positive_int(filters, "filters")
-        self.block_type = _choice(block_type, "block_type", BLOCK_TYPES)
-        self.version = _choice(version, "version", VERSIONS)
-        self.strides = _positive_int(strides, "strides")
-        self.kernel_size = _positive_int(kernel_size, "kernel_size")
+        self.filters = check_positive_int(filters, "filters")
+        self.block_type = check_choice(block_type, "block_type", BLOCK_TYPES)
+        self.version = check_choice(version, "version", VERSIONS)
+        self.strides = check_positive_int(strides, "strides")
+        self.kernel_size = check_positive_int(kernel_size, "kernel_size")
         if self.kernel_size % 2 == 0:
             raise ValueError(
                 f"`kernel_size` must be odd (symmetric padding). Received: kernel_size={kernel_size}"
             )
-        self.dilation_rate = _positive_int(dilation_rate, "dilation_rate")
+        self.dilation_rate = check_positive_int(dilation_rate, "dilation_rate")
         default_expansion = 4 if self.block_type == "bottleneck" else 1
-        self.expansion = _positive_int(
+        self.expansion = check_positive_int(
             default_expansion if expansion is None else expansion, "expansion"
         )
-        self.shortcut = _choice(shortcut, "shortcut", SHORTCUTS)
+        self.shortcut = check_choice(shortcut, "shortcut", SHORTCUTS)
         self.attention = layer_spec_name(attention)
         self.attention_kwargs = dict(attention_kwargs or {})
         self.drop_path_rate = check_rate(drop_path_rate, "drop_path_rate")
@@ -217,13 +221,15 @@ class ResidualBlock(ConvBlockBase):
         attention_kwargs = dict(self.attention_kwargs)
         attention_kwargs.setdefault("name", f"{name}_attn")
         attention_kwargs.setdefault("dtype", self.dtype_policy)
-        if isinstance(self.attention, str) and self.attention.strip().lower() in _ATTENTION_NAMES:
+        if is_attention_name(self.attention):
             attention_kwargs.setdefault("data_format", self.data_format)
-        self.attention_layer = self._create_attention(attention_kwargs)
+        # A class given to __init__ is stored by its registered name (see get_config), which
+        # the factory resolves back.
+        self.attention_layer = create_attention(
+            self.attention, channels=self.out_channels, **attention_kwargs
+        )
         self.drop_path = None
         if self.drop_path_rate > 0:
-            from keras_cnn_ext.layers.drop_path import DropPath
-
             self.drop_path = DropPath(
                 self.drop_path_rate,
                 seed=self.seed,
@@ -232,18 +238,6 @@ class ResidualBlock(ConvBlockBase):
             )
         self.out_act = None if preact else self._make_activation(f"{name}_out")
         self.shortcut_conv = self.shortcut_norm = None
-
-    def _create_attention(self, kwargs):
-        if self.attention is None:
-            return None
-        from keras_cnn_ext.layers.attention import create_attention
-
-        attention = self.attention
-        if isinstance(attention, str) and attention.strip().lower() not in _ATTENTION_NAMES:
-            # A class given to __init__ is stored by its registered name (see get_config).
-            registered = keras.saving.get_registered_object(attention)
-            attention = registered if registered is not None else attention
-        return create_attention(attention, channels=self.out_channels, **kwargs)
 
     def _make_conv(self, filters, kernel, stride, dilation, padding, use_bias, name):
         return keras.layers.Conv2D(

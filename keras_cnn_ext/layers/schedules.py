@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
+
+from keras_cnn_ext.utils import check_positive_int, check_rate
 
 
 def _rate_layers(layers, model):
@@ -66,10 +66,12 @@ class RateScheduler(keras.callbacks.Callback):
 
     def _set(self, step):
         rate = self.schedule(step)
-        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < 1:
+        try:
+            rate = check_rate(rate, "schedule(step)")
+        except (TypeError, ValueError) as e:
             raise ValueError(
-                f"`schedule` must return a float in [0, 1). Received: {rate!r} at step {step}"
-            )
+                f"`schedule` must return a float in [0, 1) (step {step}). {e}"
+            ) from None
         for layer in self._targets:
             layer.rate_variable.assign(float(rate))
         return rate
@@ -104,17 +106,15 @@ class LinearRateSchedule(RateScheduler):
 
     Example:
 
+    >>> from keras_cnn_ext.layers import DropBlock2D
     >>> block = DropBlock2D(rate=0.1, block_size=5)
     >>> ramp = LinearRateSchedule(block, start=0.0, end=0.1, steps=1000)
     """
 
     def __init__(self, layers=None, start=0.0, end=0.1, steps=1000, verbose=0):
-        for name, value in (("start", start), ("end", end)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-                raise ValueError(f"`{name}` must be a float in [0, 1). Received: {value!r}")
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-            raise ValueError(f"`steps` must be an integer >= 1. Received: {steps!r}")
-        self.start, self.end, self.steps = float(start), float(end), int(steps)
+        self.start = check_rate(start, "start")
+        self.end = check_rate(end, "end")
+        self.steps = check_positive_int(steps, "steps")
         super().__init__(self.rate_at, layers=layers, verbose=verbose)
 
     def rate_at(self, step):

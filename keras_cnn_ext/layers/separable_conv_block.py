@@ -5,9 +5,7 @@ from __future__ import annotations
 import keras
 
 from keras_cnn_ext.layers.conv_block_base import ConvBlockBase
-from keras_cnn_ext.layers.conv_block_base import check_choice as _choice
-from keras_cnn_ext.layers.conv_block_base import check_positive_int as _positive_int
-from keras_cnn_ext.utils import check_input_rank
+from keras_cnn_ext.utils import check_choice, check_input_rank, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
@@ -78,12 +76,12 @@ class SeparableConvBlock(ConvBlockBase):
             data_format=data_format,
             **kwargs,
         )
-        self.filters = _positive_int(filters, "filters")
-        self.kernel_size = _positive_int(kernel_size, "kernel_size")
-        self.strides = _positive_int(strides, "strides")
-        self.padding = _choice(padding, "padding", ("same", "valid"))
-        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier")
-        self.dilation_rate = _positive_int(dilation_rate, "dilation_rate")
+        self.filters = check_positive_int(filters, "filters")
+        self.kernel_size = check_positive_int(kernel_size, "kernel_size")
+        self.strides = check_positive_int(strides, "strides")
+        self.padding = check_choice(padding, "padding", ("same", "valid"))
+        self.depth_multiplier = check_positive_int(depth_multiplier, "depth_multiplier")
+        self.dilation_rate = check_positive_int(dilation_rate, "dilation_rate")
         if self.strides > 1 and self.dilation_rate > 1:
             raise ValueError(
                 "`strides` > 1 and `dilation_rate` > 1 cannot be combined. "
@@ -117,11 +115,7 @@ class SeparableConvBlock(ConvBlockBase):
 
     def build(self, input_shape):
         input_shape = check_input_rank(input_shape, 4)
-        channel_axis = 1 if self.data_format == "channels_first" else 3
-        if input_shape[channel_axis] is None:
-            raise ValueError(
-                f"The channel axis of the input must be known. Received: {input_shape}"
-            )
+        self._channels(input_shape)
         self.depthwise.build(input_shape)
         shape = self.depthwise.compute_output_shape(input_shape)
         self.depthwise_norm.build(shape)

@@ -2,51 +2,24 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 
+from keras_cnn_ext.layers.base import Layer
 from keras_cnn_ext.ops import attention as attention_ops
-from keras_cnn_ext.utils import check_float_dtype, check_input_rank, normalize_data_format
+from keras_cnn_ext.utils import check_channels, check_int, check_number, normalize_data_format
 
 
 def check_reduction_args(ratio, reduced_channels, min_channels, divisor):
     """Validates the bottleneck-width arguments shared by SE and CBAM's channel attention."""
-    if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real):
-        raise TypeError(
-            f"`ratio` must be a positive number. Received: {ratio!r} of type {type(ratio)}"
-        )
-    if not ratio > 0:
-        raise ValueError(
-            f"`ratio` must be a positive number: a ratio of {ratio!r} leaves 0 channels in the "
-            f"bottleneck. Received: ratio={ratio!r}"
-        )
-    for name, value in (
-        ("reduced_channels", reduced_channels),
-        ("min_channels", min_channels),
-        ("divisor", divisor),
-    ):
-        if value is None and name != "divisor":
-            continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"`{name}` must be a positive integer. Received: {value!r}")
-    return float(ratio)
-
-
-def check_channels(input_shape, data_format, layer_name):
-    """Returns the static channel count of a rank-4 input shape."""
-    shape = check_input_rank(input_shape, 4)
-    channels = shape[-1] if data_format == "channels_last" else shape[1]
-    if channels is None:
-        raise ValueError(
-            f"`{layer_name}` needs a known channel dimension ({data_format}). "
-            f"Received input shape: {shape}"
-        )
-    return int(channels)
+    check_int(reduced_channels, "reduced_channels", minimum=1, allow_none=True)
+    check_int(min_channels, "min_channels", minimum=1, allow_none=True)
+    check_int(divisor, "divisor", minimum=1)
+    # A ratio of 0 would leave no channel in the bottleneck.
+    return check_number(ratio, "ratio", minimum=0, min_inclusive=False)
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class SqueezeExcitation(keras.layers.Layer):
+class SqueezeExcitation(Layer):
     """Squeeze-and-excitation block: re-weights channels by a gate computed from their means.
 
     Hu et al., "Squeeze-and-Excitation Networks" (CVPR 2018). The feature map is averaged over
@@ -146,7 +119,6 @@ class SqueezeExcitation(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={channel_axis: channels})
 
     def call(self, inputs):
-        check_float_dtype(inputs.dtype)
         return attention_ops.squeeze_excitation(
             inputs,
             self.reduce_kernel,

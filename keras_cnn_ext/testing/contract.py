@@ -18,6 +18,11 @@ def test_contract(check):
     run_contract_check(check, SPEC)
 ```
 
+The `integer_input` check holds layers to this package's rule: integer and bool inputs are
+cast to the compute dtype (Keras' `Dense` and `BatchNormalization` do; its `Conv2D` does not).
+Layers of your own get it from `keras_cnn_ext.layers.base.CastsIntegerInputs` (or skip the
+check with `run_layer_contract(spec, skip=("integer_input",))`).
+
 Each check raises `AssertionError` with a message saying what differed. The `distribute` check
 needs two logical CPU devices, made by `configure_logical_cpus(2)` before TensorFlow initialises
 (e.g. in `conftest.py`).
@@ -39,6 +44,7 @@ from keras_cnn_ext.testing import export_parity
 
 CONTRACT_CHECKS = (
     "eager",
+    "integer_input",
     "tf_function",
     "xla",
     "config",
@@ -202,6 +208,45 @@ def _check_eager(spec):
     shape = tuple(layer.compute_output_shape(none_batch))
     if shape[0] is not None or shape[1:] != expected_shape[1:]:
         raise AssertionError(f"compute_output_shape{none_batch} gave {shape}")
+
+
+def _integer_input(spec):
+    """Integer values spanning about [-4, 4], whatever the spec's input range."""
+    low, high = spec.input_range
+    scale = 4.0 / max(abs(low), abs(high), 1e-12)
+    return np.rint(spec.make_input() * scale).astype("int32")
+
+
+def _check_integer_input(spec):
+    # The package rule, as Keras' Dense, BatchNormalization and preprocessing layers behave:
+    # integer (and bool) inputs are cast to the layer's compute dtype before `call`, so an int
+    # tensor gives what the same values as floats give, in the compute dtype.
+    ints = _integer_input(spec)
+    floats = ints.astype("float32")
+    layer = _built_layer(spec)
+    for training in (False, True):
+        # Two layers with the same seed and weights draw the same randomness on a first call.
+        ours, reference = _built_layer(spec), _built_layer(spec)
+        _copy_weights(layer, ours)
+        _copy_weights(layer, reference)
+        y = ours(tf.constant(ints), training=training)
+        if y.dtype != tf.float32:
+            raise AssertionError(
+                f"int32 input gave output dtype {y.dtype.name} (training={training}); "
+                "expected the compute dtype, float32"
+            )
+        expected = reference(floats, training=training)
+        _assert_allclose(y, expected, 1e-5, 1e-5, what=f"int32 vs float32 (training={training})")
+    signature = [tf.TensorSpec((None,) + tuple(spec.input_shape[1:]), tf.int32)]
+    traced = tf.function(lambda t: layer(t, training=False), input_signature=signature)
+    expected = layer(floats, training=False)
+    _assert_allclose(traced(ints), expected, 1e-5, 1e-5, what="tf.function int32 input")
+    y = spec.make_layer(dtype="mixed_float16")(ints, training=False)
+    if y.dtype != tf.float16:
+        raise AssertionError(f"mixed_float16: int32 input gave output dtype {y.dtype.name}")
+    symbolic = spec.make_layer()(keras.Input(spec.input_shape[1:], dtype="uint8"))
+    if keras.backend.standardize_dtype(symbolic.dtype) != "float32":
+        raise AssertionError(f"a uint8 keras.Input gave a symbolic output of {symbolic.dtype}")
 
 
 def _check_tf_function(spec):
@@ -469,6 +514,7 @@ def _check_onnx(spec):
 
 _CHECKS: dict[str, Any] = {
     "eager": _check_eager,
+    "integer_input": _check_integer_input,
     "tf_function": _check_tf_function,
     "xla": _check_xla,
     "config": _check_config,

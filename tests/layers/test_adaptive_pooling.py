@@ -142,5 +142,7 @@ def test_bad_arguments(cls):
         cls(2, data_format="NCHW")
     with pytest.raises(ValueError, match="rank-4"):
         cls(2)(np.zeros((2, 8, 3), "float32"))
-    with pytest.raises(TypeError, match="floating-point"):
-        cls(2)(tf.zeros((1, 4, 4, 1), tf.int32))
+    # Integer inputs are cast to the compute dtype (the package rule); strings are refused.
+    assert cls(2)(tf.zeros((1, 4, 4, 1), tf.int32)).dtype == tf.float32
+    with pytest.raises(TypeError, match="floating-point, integer or bool"):
+        cls(2)(tf.constant([[[["a"]]]]))

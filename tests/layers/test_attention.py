@@ -109,9 +109,12 @@ def test_bad_types(spec):
         create_attention(spec)
 
 
-@pytest.mark.parametrize("channels", [0, -3, 2.0, True, "64"])
-def test_bad_channels(channels):
-    with pytest.raises(ValueError, match="`channels`"):
+@pytest.mark.parametrize(
+    "channels, error",
+    [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError), ("64", TypeError)],
+)
+def test_bad_channels(channels, error):
+    with pytest.raises(error, match="`channels`"):
         create_attention("se", channels=channels)
 
 

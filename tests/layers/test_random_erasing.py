@@ -102,3 +102,13 @@ def test_bad_arguments(kwargs, error, match):
 def test_bad_rank():
     with pytest.raises(ValueError, match="`inputs`"):
         RandomErasing()(np.ones((8, 8), "float32"))
+
+
+def test_probability_message_states_the_accepted_range():
+    # Before: the message said [0, 1) while 1.0 was accepted.
+    assert RandomErasing(probability=1.0).probability == 1.0
+    assert RandomErasing(probability=0.0).probability == 0.0
+    with pytest.raises(ValueError, match=r"`probability` must be a float in \[0, 1\]\. "):
+        RandomErasing(probability=1.5)
+    with pytest.raises(TypeError, match=r"`probability` must be a float in \[0, 1\]\. "):
+        RandomErasing(probability="0.5")

@@ -31,7 +31,7 @@ def test_contract(check):
 def test_params_equal_separable_formula(k, c_in, c_out):
     block = SeparableConvBlock(c_out, kernel_size=k)
     block.build((None, 8, 8, c_in))
-    conv_weights = k * k * c_in + c_in * c_out  # the seed's K*K*C_in + C_in*C_out
+    conv_weights = k * k * c_in + c_in * c_out  # Howard et al. 2017: K*K*C_in + C_in*C_out
     bn = 4 * c_in + 4 * c_out  # gamma, beta, moving mean and variance of each BN
     assert block.count_params() == conv_weights + bn
     assert sum(int(np.prod(w.shape)) for w in block.trainable_weights) == conv_weights + bn // 2
