@@ -11,6 +11,13 @@ dict entry.
 
 Errors the user can fix (unknown architecture, unreadable file, bad shape) print one line on
 stderr and exit with status 2, without a traceback.
+
+Start-up: this module imports only the standard library, so `--help` and argument errors
+answer without importing TensorFlow. A subcommand imports TensorFlow once its arguments are
+parsed, with TensorFlow's C++ start-up lines (CUDA probing, CPU-feature notes) hidden unless
+`--verbose` is given: `TF_CPP_MIN_LOG_LEVEL` is set before the import, and the lines TensorFlow
+prints before its logging is initialised, which ignore that variable, are held back and shown
+only if the import fails.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import inspect
 import json
 import os
 import sys
+import tempfile
 
 EXIT_USAGE = 2
 
@@ -41,6 +49,21 @@ def parse_shape(text):
             f"Received: {text!r}"
         )
     return shape
+
+
+def positive_int(option):
+    """An argparse `type` for `option` that accepts integers >= 1 (checked before TF loads)."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise CLIError(f"{option} must be a positive integer. Received: {text}")
+        return value
+
+    return parse
 
 
 def _call_builder(builder, input_shape, label):
@@ -130,20 +153,23 @@ def _add_summary_arguments(parser):
     )
     parser.add_argument(
         "--input-shape",
-        type=str,
+        type=parse_shape,
         default=None,
         help="input shape without the batch, e.g. 224,224,3 (default: the model's own)",
     )
-    parser.add_argument("--batch-size", type=int, default=1, help="batch size N (default 1)")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int("--batch-size"),
+        default=1,
+        help="batch size N (default 1)",
+    )
     parser.add_argument("--json", action="store_true", help="print the profile as JSON")
 
 
 def _run_summary(args):
     from keras_cnn_ext.analysis import profile
 
-    input_shape = None if args.input_shape is None else parse_shape(args.input_shape)
-    if args.batch_size < 1:
-        raise CLIError(f"--batch-size must be a positive integer. Received: {args.batch_size}")
+    input_shape = args.input_shape
     model = load_target(args.target, input_shape)
     import warnings
 
@@ -166,8 +192,15 @@ def _run_summary(args):
 
 
 def _add_demo_arguments(parser):
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument(
+        "--epochs", type=positive_int("--epochs"), default=3, help="training epochs (default 3)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int("--batch-size"),
+        default=64,
+        help="batch size (default 64)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(
         "--output-dir", default=None, help="where demo.keras is kept (default: a temporary folder)"
@@ -206,27 +239,81 @@ SUBCOMMANDS = {
 }
 
 
+def _add_verbose_argument(parser, default):
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="show TensorFlow's start-up and log lines (hidden by default)",
+    )
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-cnn-ext", description="Tools of the keras_cnn_ext package."
     )
+    _add_verbose_argument(parser, default=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (help_text, add_arguments, run) in SUBCOMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(command)
+        # Accepted after the subcommand too; SUPPRESS keeps a flag given before it.
+        _add_verbose_argument(command, default=argparse.SUPPRESS)
         command.set_defaults(_run=run)
     return parser
 
 
+def import_tensorflow(verbose=False):
+    """Imports TensorFlow for a subcommand, quietly unless `verbose`.
+
+    Without `verbose`: `TF_CPP_MIN_LOG_LEVEL` defaults to 3 (a value the user set is kept), the
+    lines TensorFlow's C++ libraries write to file descriptor 2 during the import (before absl
+    logging starts, so the variable does not reach them) go to a temporary file that is shown
+    only if the import fails, and TensorFlow's Python logger is set to errors only.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    if verbose:
+        import tensorflow  # noqa: F401
+
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with tempfile.TemporaryFile() as held:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no usable descriptor 2: import as is
+            saved = None
+        if saved is not None:
+            os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow as tf
+        except BaseException:
+            if saved is not None:
+                os.dup2(saved, 2)
+                held.seek(0)
+                os.write(2, held.read())
+            raise
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+    tf.get_logger().setLevel("ERROR")
+
+
 def main(argv=None):
     """Entry point of the `keras-cnn-ext` console script; returns the exit status."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        # Option values are checked here (argparse `type`s raising CLIError), before TF loads.
+        args = build_parser().parse_args(argv)
+        import_tensorflow(verbose=args.verbose)
         return args._run(args)
     except CLIError as e:
-        print(f"keras-cnn-ext {args.command}: error: {e}", file=sys.stderr)
+        command = next((a for a in argv if a in SUBCOMMANDS), None)
+        prefix = "keras-cnn-ext" if command is None else f"keras-cnn-ext {command}"
+        print(f"{prefix}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
 

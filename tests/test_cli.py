@@ -1,6 +1,9 @@
 """The `keras-cnn-ext` command line: summary of names and files, clean errors with status 2."""
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -82,3 +85,68 @@ def test_parser_lists_subcommands_and_requires_one(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main([])
     assert exc.value.code == 2
+
+
+# --- start-up: no TensorFlow on the fast paths, no TensorFlow noise on success ----------------
+
+_NO_TF_PROBE = """
+import sys
+from keras_cnn_ext import cli
+for argv in (["--help"], ["summary", "lenet5", "--batch-size", "0"], ["demo", "--epochs", "x"]):
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:
+        code = e.code
+    print(argv[0], code, "tensorflow" in sys.modules, "keras" in sys.modules)
+"""
+
+
+def _clean_env():
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the test session sets it; users usually do not
+    return env
+
+
+def test_help_and_argument_errors_do_not_import_tensorflow():
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_TF_PROBE],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-4:-1] == [
+        "--help 0 False False",
+        "summary 2 False False",
+        "demo 2 False False",
+    ]
+    assert "--verbose" in result.stdout  # listed by --help
+
+
+def test_successful_summary_prints_no_tensorflow_log_lines():
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_cnn_ext.cli", "summary", "lenet5"],
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'Model "lenet5"' in result.stdout
+    assert result.stderr == ""  # no "I0000 ... cudart_stub", "E0000 ... cuInit", absl lines
+
+
+def test_verbose_is_accepted_before_and_after_the_subcommand():
+    parser = cli.build_parser()
+    assert parser.parse_args(["--verbose", "summary", "lenet5"]).verbose is True
+    assert parser.parse_args(["summary", "lenet5", "--verbose"]).verbose is True
+    assert parser.parse_args(["summary", "lenet5"]).verbose is False
+
+
+def test_option_values_are_checked_while_parsing(capsys):
+    assert cli.main(["summary", "lenet5", "--batch-size", "0"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "keras-cnn-ext summary: error: --batch-size must be a positive integer. Received: 0"
+    )
