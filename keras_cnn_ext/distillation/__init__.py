@@ -10,6 +10,7 @@
   Komodakis, 2017), and the functions `knowledge_distillation_loss`,
   `distillation_kl_divergence`, `attention_map`.
 - Callbacks: `TemperatureScheduler`, `AlphaScheduler`.
+- `distill(teacher, student, x, y, ...)`: attach, fit (cached by default), detach, in one call.
 """
 
 from keras_cnn_ext.distillation.cache import TeacherCache, is_random_augmentation  # noqa: F401
@@ -26,5 +27,6 @@ from keras_cnn_ext.distillation.losses import (  # noqa: F401
 from keras_cnn_ext.distillation.trainer import (  # noqa: F401
     Distillation,
     attached_distillation,
+    distill,
     split_packed_targets,
 )

@@ -489,3 +489,69 @@ class Distillation:
                 config["projector_optimizer"]
             )
         return cls(**config)
+
+
+def distill(
+    teacher,
+    student,
+    x,
+    y,
+    *,
+    alpha=0.5,
+    temperature=4.0,
+    feature_losses=None,
+    teacher_classes=None,
+    epochs=10,
+    batch_size=32,
+    cache="memory",
+    directory=None,
+    validation_data=None,
+    callbacks=None,
+    seed=None,
+    verbose="auto",
+):
+    """One call: attach a `Distillation`, fit the compiled `student` on `(x, y)`, detach.
+
+    The student must be compiled (optimizer, label loss, metrics); it is trained in place and
+    keeps its own `fit` afterwards. With `cache="memory"` or `"disk"` the teacher runs once
+    per image (a `TeacherCache`, on disk in `directory`); with `cache=None` it runs in every
+    step.
+
+    Args:
+        teacher, student: Keras models (see `Distillation`).
+        x, y: training images and labels (arrays).
+        alpha, temperature, feature_losses, teacher_classes: as in `Distillation`.
+        epochs, batch_size, validation_data, callbacks, verbose: as in `fit`.
+        cache: `"memory"` (default), `"disk"` or `None`.
+        directory: the folder of a disk cache.
+        seed: seed of the shuffle (and of the choice of augmented copy). Default None.
+
+    Returns:
+        The `History` of `student.fit`.
+    """
+    if cache not in ("memory", "disk", None):
+        raise ValueError(f"`cache` must be 'memory', 'disk' or None. Received: {cache!r}")
+    kd = Distillation(
+        teacher,
+        alpha=alpha,
+        temperature=temperature,
+        feature_losses=feature_losses,
+        teacher_classes=teacher_classes,
+    )
+    kd.attach(student)
+    try:
+        if cache is None:
+            data = tf.data.Dataset.from_tensor_slices((x, y))
+            data = data.shuffle(len(x), seed=seed).batch(batch_size)
+        else:
+            stored = kd.cache(x, y, storage=cache, directory=directory)
+            data = stored.dataset(batch_size=batch_size, seed=seed)
+        return student.fit(
+            data,
+            epochs=epochs,
+            validation_data=validation_data,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    finally:
+        kd.detach(student)

@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -332,3 +334,32 @@ def test_subclassed_student_distils_logits(teacher, batch):
     features = Distillation(teacher, feature_losses=[AttentionTransfer("t_conv1", "flat")])
     with pytest.raises(ValueError, match="Functional or Sequential"):
         features.attach(other)
+
+
+@pytest.mark.parametrize("cache", ["disk", None])
+def test_distill_in_one_call(teacher, mnist, cache, tmp_path):
+    from keras_cnn_ext.distillation import distill
+
+    x, y = mnist[0][:96], mnist[1][:96]
+    student = compiled(student_net())
+    history = distill(
+        teacher,
+        student,
+        x,
+        y,
+        alpha=0.2,
+        epochs=2,
+        batch_size=32,
+        cache=cache,
+        directory=str(tmp_path / "cache"),
+        validation_data=(x[:32], y[:32]),
+        seed=0,
+        verbose=0,
+        callbacks=[TemperatureScheduler([(0, 6.0), (1, 3.0)])],
+    ).history
+    assert history["temperature"] == [6.0, 3.0] and "val_accuracy" in history
+    assert np.all(np.isfinite(history["distillation_loss"]))
+    assert attached_distillation(student) is None  # detached again
+    assert os.path.exists(tmp_path / "cache" / "teacher_cache.json") == (cache == "disk")
+    with pytest.raises(ValueError, match="`cache`"):
+        distill(teacher, student, x, y, cache="gpu")
