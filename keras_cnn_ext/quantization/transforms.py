@@ -67,6 +67,34 @@ def expand_separable_conv_block(block, x, training=None):
     return block.pointwise_act(_call(block.pointwise_norm, block.pointwise(x), training))
 
 
+def _dropout(block, x, name):
+    if block.dropout_rate == 0:
+        return x
+    # Same rate and inference identity; the training masks come from Keras' Dropout.
+    return keras.layers.Dropout(block.dropout_rate, seed=block.seed, name=name)(x)
+
+
+def expand_dense_block(block, x, training=None):
+    """The layers of a `DenseBlock` (BN-ReLU-[conv 1x1-BN-ReLU]-conv 3x3, concatenated)."""
+    features = x
+    for i in range(block.num_layers):
+        prefix = f"{block.name}_{i + 1}"
+        y = block.acts0[i](_call(block.norms0[i], features, training))
+        if block.convs1[i] is not None:
+            y = _dropout(block, block.convs1[i](y), f"{prefix}_drop1")
+            y = block.acts1[i](_call(block.norms1[i], y, training))
+        y = _dropout(block, block.convs2[i](y), f"{prefix}_drop2")
+        features = keras.layers.Concatenate(axis=block._channel_axis, name=f"{prefix}_concat")(
+            [features, y]
+        )
+    return features
+
+
+def expand_transition_block(block, x, training=None):
+    """The layers of a `TransitionBlock` (BN-ReLU-conv 1x1-average pooling)."""
+    return block.pool(block.conv(block.act(_call(block.norm_layer, x, training))))
+
+
 def _dense(units, kernel, bias, name):
     layer = keras.layers.Dense(units, use_bias=bias is not None, name=name)
     layer.build((None, kernel.shape[0]))
@@ -114,6 +142,8 @@ def split_activation(layer, x):
 EXPANDERS = {
     ours.ResidualBlock: expand_residual_block,
     ours.SeparableConvBlock: expand_separable_conv_block,
+    ours.DenseBlock: expand_dense_block,
+    ours.TransitionBlock: expand_transition_block,
     ours.SqueezeExcitation: expand_squeeze_excitation,
 }
 

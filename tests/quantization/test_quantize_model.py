@@ -112,6 +112,22 @@ def test_residual_block_with_se_and_drop_path_is_expanded_exactly():
     assert sum(isinstance(layer, QuantizeWrapper) for layer in qat.layers) == 2 + 2 + 2  # SE: 2
 
 
+@pytest.mark.parametrize("builder", ["DenseNetBC", "MobileNetV1"])
+def test_package_builders_expand_to_quantized_primitives(builder):
+    from keras_cnn_ext import models
+
+    kwargs = {"depth": 16, "growth_rate": 4} if builder == "DenseNetBC" else {"alpha": 0.25}
+    model = getattr(models, builder)(input_shape=(32, 32, 3), classes=3, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every layer has a rule: no float leftovers
+        qat = quantize_model(model)
+    x = np.random.default_rng(4).uniform(size=(2, 32, 32, 3)).astype("float32")
+    from keras_cnn_ext.quantization.qat import _expand
+
+    np.testing.assert_allclose(_expand(model, QuantizeConfig())(x), model(x), atol=1e-5)
+    assert qat(x).shape == (2, 3)
+
+
 def test_skip_by_name_and_class_and_per_tensor_weights():
     qat = quantize_model(conv_bn_relu_net(), skip=["side", keras.layers.GlobalAveragePooling2D])
     assert "side" not in _fake_quant_after(qat) and "gap" not in _fake_quant_after(qat)
