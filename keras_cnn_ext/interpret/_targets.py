@@ -8,9 +8,9 @@ model:
 - Nested models (a `keras.applications` base called inside a Functional model, named
   `"base/conv_pw_13"`): `Model(outer.inputs, [base.get_layer(...).output, outer.output])` raises
   "Output with path `0` is not connected to `inputs`" in Keras 3 (tensorflow #44462, keras #16355),
-  because the inner layer's tensor lives in the base's own graph. Instead the outer graph is cut
-  at the base's call: the layers before it, a feature model on the base's own inputs, and the head
-  layers after it, replayed in that order under the tape.
+  because the inner layer's tensor lives in the base's own graph. Instead two stages run under the
+  tape: a feature model on the base's own inputs gives `[A, base output]`, and the outer graph is
+  replayed node by node around it (the layers before the base, then the head layers after it).
 - Subclassed models have no graph to cut: the target layer's output is captured while the model
   runs, by a hook on that layer instance that is removed again before the call returns.
 
@@ -169,17 +169,6 @@ def _single(tensors):
     return tensors[0] if len(tensors) == 1 else tensors
 
 
-def _same(tensors, others):
-    return len(tensors) == len(others) and all(t is o for t, o in zip(tensors, others, strict=True))
-
-
-def _connected_model(inputs, outputs):
-    try:
-        return keras.Model(_single(inputs), _single(outputs))
-    except ValueError:
-        return None
-
-
 class LayerForward:
     """Callable `x -> (activations, output)` for one target layer; built once, reused by traces."""
 
@@ -219,29 +208,42 @@ class LayerForward:
             return run
         if graph_io(layer) is None:
             raise _unknown_layer(self.model, self.name)
-        # Cut the outer graph at the nested model's call: before | nested feature model | head.
-        for node in nodes:
-            before_cut, after_cut = list(node.input_tensors), list(node.output_tensors)
-            before = None if _same(before_cut, inputs) else _connected_model(inputs, before_cut)
-            head = None if _same(after_cut, outputs) else _connected_model(after_cut, outputs)
-            if (before is not None or _same(before_cut, inputs)) and (
-                head is not None or _same(after_cut, outputs)
-            ):
-                inner = self._split(layer, path[1:])
+        if len(nodes) != 1:
+            raise ValueError(
+                f"`layer` {self.name!r} cannot be explained: the nested model {layer.name!r} must "
+                f"be called exactly once in {model.name!r} (it is called {len(nodes)} times)"
+            )
+        inner = self._split(layer, path[1:])
+        graph = getattr(model, "_functional", None) or model  # a Sequential's graph
 
-                def run(x, before=before, head=head, inner=inner):
-                    h = x if before is None else before(x, training=False)
-                    activation, base_output = inner(h)
-                    return activation, base_output if head is None else head(
-                        base_output, training=False
-                    )
+        def run(x):
+            # Replays the outer graph node by node, as Keras' Functional.call does, except that
+            # the nested model's call runs the inner feature model. Building Functional models
+            # on the outer graph's intermediate tensors instead would add nodes to the user's
+            # layers (Keras clones such inputs and calls the layers after them again).
+            captured = []
 
-                return run
-        raise ValueError(
-            f"`layer` {self.name!r} cannot be explained: the nested model {layer.name!r} is not "
-            f"called once between the inputs and outputs of {model.name!r}, or the layers after "
-            "it also read other tensors of the outer graph"
-        )
+            def operation_fn(operation):
+                if operation is layer:
+
+                    def nested_call(inner_inputs, *args, **kwargs):
+                        activation, output = inner(inner_inputs)
+                        captured.append(activation)
+                        return output
+
+                    return nested_call
+
+                def call(*args, **kwargs):
+                    if "training" in getattr(operation, "_call_context_args", ()):
+                        kwargs["training"] = False
+                    return operation(*args, **kwargs)
+
+                return call
+
+            output = graph._run_through_graph(x, operation_fn=operation_fn)
+            return captured[-1], output
+
+        return run
 
     def _captured(self, x):
         captured = []
