@@ -22,6 +22,20 @@ FAKE_QUANT_OPS = frozenset(
 _REDUCED_PRECISION = ("float16", "bfloat16", "mixed_float16", "mixed_bfloat16")
 
 
+def require(*modules):
+    """Imports optional export dependencies, or raises an ImportError naming the extra."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise ImportError(
+                f"Export needs `{name}`, which is not installed. Install the export extra: "
+                "pip install 'keras-cnn-ext[export]' (tf2onnx, onnx, onnxruntime, ai-edge-litert)."
+            ) from error
+
+
 # --- files ---------------------------------------------------------------------------------------
 
 

@@ -108,6 +108,7 @@ def to_onnx(
     if input_range is not None:
         input_range = _common.check_range(input_range)
     path = _common.check_output_path(path)
+    _common.require("tf2onnx", "onnx", "onnxruntime")
 
     specs = _common.input_specs(model, input_signature)
     notes = []
@@ -154,12 +155,8 @@ def to_onnx(
 
 
 def _convert(model, function, specs, opset):
-    try:
-        import tf2onnx
-    except ImportError as error:  # pragma: no cover - the export extra is missing
-        raise ImportError(
-            "ONNX export needs tf2onnx and onnxruntime: pip install 'keras-cnn-ext[export]'"
-        ) from error
+    import tf2onnx
+
     handlers = {
         "FakeQuantWithMinMaxVars": (_fake_quant_handler, []),
         "FakeQuantWithMinMaxArgs": (_fake_quant_handler, []),

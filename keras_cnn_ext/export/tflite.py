@@ -141,6 +141,7 @@ def to_tflite(
     if input_range is not None:
         input_range = _common.check_range(input_range)
     path = _common.check_output_path(path)
+    _common.require("ai_edge_litert")
 
     specs = _common.input_specs(model, input_signature)
     notes = []

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from export_models import make_float_model
 
 from keras_cnn_ext.export import run_onnx, run_tflite, to_onnx, to_tflite
 from keras_cnn_ext.export.onnx import nudged_quantization
@@ -118,3 +119,19 @@ def test_nudged_quantization_is_tf_fake_quant(narrow_range):
     scale, zero_point, quant_min, quant_max = nudged_quantization(low, high, 8, narrow_range)
     q = np.clip(np.floor(x / scale + zero_point + 0.5), quant_min, quant_max)
     np.testing.assert_allclose((q - zero_point) * scale, expected, atol=1e-6)
+
+
+def test_quantize_model_output_exports_to_both_formats(tmp_path):
+    from keras_cnn_ext.quantization import quantize_model
+
+    keras_model = make_float_model(classes=4)
+    qat = quantize_model(keras_model)
+    x = np.random.default_rng(0).uniform(0, 1, (16, 8, 8, 3)).astype("float32")
+    for _ in range(3):  # moving min/max start from the first batches
+        qat(x, training=True)
+    tflite = to_tflite(qat, tmp_path / "qat.tflite", sample_data=x)
+    assert tflite.quantization == "qat" and tflite.passed, tflite.to_markdown()
+    assert tflite.ops.get("QUANTIZE") == 1 and tflite.ops.get("DEQUANTIZE") == 1, tflite.ops
+    onnx = to_onnx(qat, tmp_path / "qat.onnx", sample_data=x)
+    assert onnx.quantization == "qdq" and onnx.passed, onnx.to_markdown()
+    assert onnx.ops.get("QuantizeLinear", 0) >= 2 and onnx.int8_tensors

@@ -1,0 +1,90 @@
+"""to_onnx: dynamic batch, parity, unsupported ops named by layer, atomic files."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from export_models import make_float_model
+
+from keras_cnn_ext.export import UnsupportedOpsError, VerificationError, run_onnx, to_onnx
+
+
+class CumulativeProduct(keras.layers.Layer):
+    """A layer whose op (Cumprod) tf2onnx cannot convert."""
+
+    def call(self, x):
+        return tf.math.cumprod(x, axis=-1)
+
+
+def _unsupported_model():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    return keras.Model(inputs, CumulativeProduct(name="running_product")(x), name="odd_net")
+
+
+def test_float_parity_and_dynamic_batch(float_model, tmp_path):
+    path = tmp_path / "model.onnx"
+    report = to_onnx(float_model, path)
+    assert report.passed and report.max_abs_diff <= 1e-5, report.to_markdown()
+    assert report.inputs[0]["shape"] == [None, 8, 8, 3]
+    assert report.quantization is None and report.int8_tensors == []
+    assert report.file_size == os.path.getsize(path)
+    assert "Conv" in report.ops and report.runtime.startswith("onnxruntime")
+    for batch in (1, 5):
+        x = np.random.default_rng(batch).uniform(0, 1, (batch, 8, 8, 3)).astype("float32")
+        (out,) = run_onnx(path, [x])
+        np.testing.assert_allclose(out, float_model(x, training=False), atol=1e-5)
+
+
+def test_sequential_model_converts(tmp_path):
+    # tf2onnx.convert.from_keras fails on Keras 3 Sequential models (tensorflow-onnx #2448).
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+    assert to_onnx(model, tmp_path / "seq.onnx").passed
+
+
+def test_unsupported_op_names_layer(tmp_path):
+    with pytest.raises(UnsupportedOpsError, match=r"Cumprod \(layer 'running_product'\)") as info:
+        to_onnx(_unsupported_model(), tmp_path / "odd.onnx")
+    assert info.value.ops == [("Cumprod", "running_product")]
+    assert not os.listdir(tmp_path)
+
+
+def test_failed_export_keeps_existing_file(float_model, tmp_path):
+    path = tmp_path / "model.onnx"
+    original = b"keep me"
+    path.write_bytes(original)
+    with pytest.raises(UnsupportedOpsError):
+        to_onnx(_unsupported_model(), path)
+    with pytest.raises(VerificationError, match="Nothing was written"):
+        to_onnx(float_model, path, tolerance=-1.0)
+    assert path.read_bytes() == original
+    assert os.listdir(tmp_path) == ["model.onnx"]
+
+
+def test_argument_errors(float_model, tmp_path):
+    with pytest.raises(ValueError, match="`opset` must be an integer >= 13"):
+        to_onnx(float_model, tmp_path / "a.onnx", opset=11)
+    with pytest.raises(ValueError, match="folder of `path` does not exist"):
+        to_onnx(float_model, tmp_path / "nope" / "a.onnx")
+    with pytest.raises(ValueError, match="`on_mismatch` must be one of"):
+        to_onnx(float_model, tmp_path / "a.onnx", on_mismatch="ignore")
+    with pytest.raises(ValueError, match=r"expected batches of \(shape=\(None, 8, 8, 3\)"):
+        to_onnx(float_model, tmp_path / "a.onnx", sample_data=np.zeros((2, 8, 8, 1), "float32"))
+    assert not os.listdir(tmp_path)
+
+
+def test_mixed_float16_model_exports_float32(tmp_path):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = make_float_model()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    report = to_onnx(model, tmp_path / "mixed.onnx")
+    assert report.passed and report.inputs[0]["dtype"] == "float32"
+    assert any("float32" in note for note in report.notes)
+    x = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 3)).astype("float32")
+    (out,) = run_onnx(tmp_path / "mixed.onnx", [x])
+    np.testing.assert_allclose(out, model(x, training=False), atol=5e-3)
