@@ -4,7 +4,7 @@ Forward and forward+backward medians (ms) on a float32 batch of 32 x 64 x 64 x 6
 for TF, NCHW for torch), for plain `tf.function` and `jit_compile=True`. Writes
 `benchmarks/results/adaptive_pool.md`.
 
-Usage: python benchmarks/adaptive_pool.py [--quick] [--repeats N] [--skip-keras]
+Usage: python benchmarks/adaptive_pool.py [--quick] [--repeats N] [--skip-keras] [--note TEXT]
 
 Implementations take turns in rounds (`_timing.interleaved_medians`). Every 32 MiB gradient is
 a fresh mmap whose page faults cost about 10 ms here, in TF and torch alike; to time the
@@ -18,6 +18,7 @@ Keras' `AdaptiveMaxPooling2D((1, 1))` kills the process with SIGFPE, so it is no
 from __future__ import annotations
 
 import argparse
+import datetime
 import functools
 import os
 
@@ -131,7 +132,12 @@ def main():
     parser.add_argument("--modes", default="avg,max", help="comma-separated: avg, max")
     parser.add_argument("--cases", default=None, help="comma-separated in:out pairs, e.g. 63:32")
     parser.add_argument("--skip-keras", action="store_true", help="time ours and torch only")
+    parser.add_argument(
+        "--note", default="", help='added to the table\'s caption, e.g. "loaded: other jobs ran"'
+    )
     args = parser.parse_args()
+    # Each case makes its own timers' tf.functions on purpose; TF would warn about retracing.
+    tf.get_logger().setLevel("ERROR")
     repeats = args.repeats or (5 if args.quick else 21)
     cases = QUICK_CASES if args.quick else CASES
     if args.cases:
@@ -158,7 +164,7 @@ def main():
             rows.append(row)
             print(" | ".join(fmt(v) for v in row), flush=True)
             # Written after every row: a slow peer on a busy machine still leaves a table.
-            table = markdown(rows, repeats, have_torch)
+            table = markdown(rows, repeats, have_torch, args.note)
             if not args.no_write:
                 os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
                 with open(args.output, "w") as f:
@@ -166,23 +172,21 @@ def main():
     print(table)
 
 
-def markdown(rows, repeats, have_torch):
+def markdown(rows, repeats, have_torch, note=""):
     header = (
         "| case | ours fwd | ours fwd+bwd | ours XLA fwd | ours XLA fwd+bwd "
         "| Keras fwd | Keras fwd+bwd | Keras XLA fwd | Keras XLA fwd+bwd | torch fwd | torch fwd+bwd "
         "| TF empty call |"
     )
     lines = [
-        f"Adaptive pooling, batch 32 x S x S x 64 float32, median of {repeats} calls (ms), "
+        f"Adaptive pooling, batch 32 x S x S x 64 float32, measured {datetime.date.today()}, "
+        f"median of {repeats} calls (ms), "
         "implementations taking turns in 3 rounds; "
         f"TF {tf.__version__}, Keras {keras.__version__}"
         + (f", torch {__import__('torch').__version__}" if have_torch else "")
         + f", {os.cpu_count()} CPU cores (shared machine: figures are noisy)"
-        + (
-            f"; GLIBC_TUNABLES={tunables}."
-            if (tunables := os.environ.get("GLIBC_TUNABLES"))
-            else "."
-        ),
+        + (f"; GLIBC_TUNABLES={tunables}" if (tunables := os.environ.get("GLIBC_TUNABLES")) else "")
+        + (f"; {note}." if note else "."),
         "",
         header,
         "|---|" + "---:|" * 11,

@@ -5,13 +5,14 @@ Forward and forward+backward, median of repeats after warm-up; ours under `tf.fu
 `tf.function(jit_compile=True)`, TF's op under `tf.function` only (it has no XLA kernel), and
 `torch.nn.FractionalMaxPool2d(2, output_ratio=1/1.414)` on NCHW when torch imports.
 
-Usage: python benchmarks/fractional_max_pool.py [--quick] [--repeats N]
+Usage: python benchmarks/fractional_max_pool.py [--quick] [--repeats N] [--note TEXT]
 Writes the markdown table to benchmarks/results/fractional_max_pool.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 
@@ -86,6 +87,9 @@ def main(argv=None):
         "--output",
         default=os.path.join(os.path.dirname(__file__), "results", "fractional_max_pool.md"),
     )
+    parser.add_argument(
+        "--note", default="", help='added to the table\'s caption, e.g. "loaded: other jobs ran"'
+    )
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 15)
 
@@ -112,10 +116,11 @@ def main(argv=None):
             )
     header = [
         f"Fractional max pooling, batch {'x'.join(map(str, SHAPE))} float32 (NHWC), ratio {RATIO}, "
-        f"pseudo-random; median of {repeats} calls after 2 warm-up runs, implementations taking "
+        f"pseudo-random, measured {datetime.date.today()}; median of {repeats} calls after 2 warm-up runs, implementations taking "
         "turns in 3 rounds; "
         f"TF {tf.__version__}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPUs (shared: figures are noisy).",
+        f"{os.cpu_count()} CPUs (shared: figures are noisy)"
+        + (f"; {args.note}." if args.note else "."),
         "",
         "| regions | implementation | forward ms | vs TF op | fwd+bwd ms | vs TF op |",
         "|---|---|---:|---:|---:|---:|",
