@@ -16,6 +16,7 @@ from keras_cnn_ext.models.builder import finish_model, named_variant
 from keras_cnn_ext.models.inputs import Downsample, make_inputs, validate_builder_args
 from keras_cnn_ext.models.parts import apply, make_activation, make_norm
 from keras_cnn_ext.models.registry import register_builder
+from keras_cnn_ext.models.remat import rematerialize
 from keras_cnn_ext.utils import check_rate, normalize_data_format
 
 # depth: layers per dense block (growth rate 32, 7x7 stem of 64 channels, 4 blocks).
@@ -68,6 +69,7 @@ def DenseNet(
     head_pooling="avg",
     seed=None,
     data_format=None,
+    remat=False,
 ):
     """Builds a DenseNet from `DENSENET_DEPTHS` (ImageNet) or a CIFAR DenseNet(-BC) of any depth.
 
@@ -101,6 +103,9 @@ def DenseNet(
         head_pooling: the classifier's pooling, as in `ResNet`. Default `"avg"`.
         seed: the seed of the dropout masks (block `i` uses `seed + i`). Default None.
         data_format: `"channels_last"` or `"channels_first"`; default Keras' global setting.
+        remat: recompute each block's activations in the backward pass instead of keeping
+            them (`keras_cnn_ext.training.rematerialize`): less training memory for more
+            step time; the same weights and gradients. Default False.
 
     Returns:
         A functional `keras.Model`.
@@ -179,7 +184,7 @@ def DenseNet(
             x = TransitionBlock(compression, name=transitions[i], **parts)(x)
     x = apply(make_norm(norm, "bn", data_format, epsilon=1.001e-5), x)
     x = apply(make_activation(activation, "relu"), x)
-    return finish_model(
+    model = finish_model(
         inputs,
         x,
         name=name,
@@ -192,6 +197,7 @@ def DenseNet(
         head_pooling=head_pooling,
         data_format=data_format,
     )
+    return rematerialize(model) if remat else model
 
 
 def _densenet(depth, summary):

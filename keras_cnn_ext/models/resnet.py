@@ -21,6 +21,7 @@ from keras_cnn_ext.models.inputs import (
 )
 from keras_cnn_ext.models.parts import apply, make_activation, make_norm
 from keras_cnn_ext.models.registry import register_builder
+from keras_cnn_ext.models.remat import rematerialize
 from keras_cnn_ext.ops.drop_path import drop_path_rates
 from keras_cnn_ext.utils import make_divisible, normalize_data_format
 
@@ -136,6 +137,7 @@ def ResNet(
     kernel_initializer="glorot_uniform",
     seed=None,
     data_format=None,
+    remat=False,
 ):
     """Builds a ResNet of any depth of `RESNET_DEPTHS` (ImageNet) or `CIFAR_RESNET_DEPTHS`.
 
@@ -189,6 +191,9 @@ def ResNet(
         kernel_initializer: the convolution kernels' initializer. Default `"glorot_uniform"`.
         seed: the seed of the drop-path masks (block `i` uses `seed + i`). Default None.
         data_format: `"channels_last"` or `"channels_first"`; default Keras' global setting.
+        remat: recompute each block's activations in the backward pass instead of keeping
+            them (`keras_cnn_ext.training.rematerialize`): less training memory for more
+            step time; the same weights and gradients. Default False.
 
     Returns:
         A functional `keras.Model`.
@@ -306,7 +311,7 @@ def ResNet(
         x = apply(make_norm(norm, "post_bn", data_format, epsilon=1.001e-5), x)
         x = apply(make_activation(activation, "post_relu"), x)
 
-    return finish_model(
+    model = finish_model(
         inputs,
         x,
         name=name,
@@ -319,6 +324,7 @@ def ResNet(
         head_pooling=head_pooling,
         data_format=data_format,
     )
+    return rematerialize(model) if remat else model
 
 
 def _resnet(depth, version="v1", attention=None):

@@ -1,6 +1,11 @@
 """Training at scale: precision policies, rematerialization, gradient accumulation, multi-worker
 `fit`, exact resume after a kill, segmentation losses and schedule recipes."""
 
+from keras_cnn_ext.models.remat import (  # noqa: F401
+    rematerialize,
+    rematerialized_layers,
+    unrematerialize,
+)
 from keras_cnn_ext.training.losses import DiceLoss, JaccardLoss, focal_loss  # noqa: F401
 from keras_cnn_ext.training.multi_worker import (  # noqa: F401
     enable_multi_worker_fit,
