@@ -363,3 +363,16 @@ def test_distill_in_one_call(teacher, mnist, cache, tmp_path):
     assert os.path.exists(tmp_path / "cache" / "teacher_cache.json") == (cache == "disk")
     with pytest.raises(ValueError, match="`cache`"):
         distill(teacher, student, x, y, cache="gpu")
+
+
+def test_xla_step_matches_the_tf_function_step(teacher, batch):
+    x, y = batch
+    logs = {}
+    for jit in (False, True):
+        student = student_net(seed=5)
+        student.compile(keras.optimizers.SGD(0.1), LOSS, jit_compile=jit)
+        kd = Distillation(teacher, feature_losses=[AttentionTransfer("t_conv2", "s_conv1")])
+        kd.attach(student)
+        logs[jit] = student.train_on_batch(x, y, return_dict=True)
+    for key in ("loss", "distillation_loss", "attention_transfer_loss"):
+        np.testing.assert_allclose(logs[True][key], logs[False][key], rtol=1e-4)
