@@ -48,7 +48,7 @@ def main(argv=None):
     float_accuracy = model.evaluate(x_test, y_test, verbose=0)[1]
 
     qat = quantize_model(model)  # `model` itself is left unchanged
-    qat.compile(keras.optimizers.Adam(1e-4), loss, ["accuracy"])
+    qat.compile(keras.optimizers.Adam(1e-4), loss, metrics=["accuracy"])
     history = qat.fit(
         x_train,
         y_train,

@@ -128,7 +128,8 @@ def quantize_model(model, config=None, **kwargs):
     (depthwise: per `in_channels * depth_multiplier` channel), symmetric, narrow range; Dense
     weights per tensor; activations per tensor, asymmetric, with moving-average min/max
     (`FakeQuant`). Conv/Depthwise/Dense + BatchNorm (+ ReLU/ReLU6) and Add + ReLU are one
-    unit (no fake quant between them), inputs of a Concatenate share its range; max pooling,
+    unit (no fake quant between them), inputs of a Concatenate share its range, sigmoid,
+    softmax and tanh outputs get the fixed range TFLite's int8 kernels use; max pooling,
     reshapes and padding keep their input's range; dropout-like layers (Dropout, DropPath,
     DropBlock2D, Cutout, ...) are the identity at inference. Nested models are inlined and this
     package's `ResidualBlock`, `SeparableConvBlock` and `SqueezeExcitation` are expanded into
@@ -182,12 +183,9 @@ def quantize_model(model, config=None, **kwargs):
             return {}, False
         quantizers = {attr: config.weight_quantizer(kind) for attr, kind in spec.weights}
         mine = consumers.get(id(layer), [])
-        output = (
-            spec.output
-            and transforms.activation_name(layer) not in reg.FIXED_RANGE_ACTIVATIONS
-            and not any(p.drops_output(layer, mine) for p in transforms.PATTERNS)
-        )
-        return quantizers, output
+        fixed = reg.FIXED_RANGE_ACTIVATIONS.get(transforms.activation_name(layer))
+        output = spec.output and not any(p.drops_output(layer, mine) for p in transforms.PATTERNS)
+        return quantizers, (fixed or True) if output else False
 
     plans = {
         id(layer): plan(layer)
@@ -205,15 +203,16 @@ def quantize_model(model, config=None, **kwargs):
             raise ValueError(message)
         warnings.warn(message, stacklevel=2)
 
-    def fake_quant(name):
-        return FakeQuant(ema_decay=config.ema_decay, name=name)
+    def fake_quant(name, fixed_range=None):
+        return FakeQuant(ema_decay=config.ema_decay, fixed_range=fixed_range, name=name)
 
     def call_function(original, copy, *args, **kwargs):
         quantizers, output = plans[id(original)]
         layer = QuantizeWrapper(copy, quantizers, name=copy.name) if quantizers else copy
         outputs = layer(*args, **kwargs)
         if output:
-            outputs = fake_quant(f"{original.name}_fq")(outputs)
+            fixed = output if isinstance(output, tuple) else None
+            outputs = fake_quant(f"{original.name}_fq", fixed)(outputs)
         return outputs
 
     def input_function(tensor):

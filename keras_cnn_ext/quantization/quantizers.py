@@ -114,6 +114,8 @@ class FakeQuant(keras.layers.Layer):
         num_bits: bit width. Default 8.
         narrow_range: use `[1, 255]` instead of `[0, 255]`. Default False.
         frozen: start with the range frozen (see `FreezeQuantizationRanges`). Default False.
+        fixed_range: a constant `(min, max)` instead of a learned one, e.g. `(0, 255 / 256)`
+            after a sigmoid, the range TFLite's int8 LOGISTIC always outputs. Default None.
 
     Input shape:
         Any float tensor. Output shape: the same.
@@ -126,14 +128,31 @@ class FakeQuant(keras.layers.Layer):
     [-1.0, 3.0]
     """
 
-    def __init__(self, ema_decay=0.999, num_bits=8, narrow_range=False, frozen=False, **kwargs):
+    def __init__(
+        self,
+        ema_decay=0.999,
+        num_bits=8,
+        narrow_range=False,
+        frozen=False,
+        fixed_range=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not 0.0 <= float(ema_decay) < 1.0:
             raise ValueError(f"`ema_decay` must be in [0, 1). Received: ema_decay={ema_decay!r}")
+        if fixed_range is not None:
+            lo, hi = (float(v) for v in fixed_range)
+            if not lo <= 0.0 <= hi or lo == hi:
+                raise ValueError(
+                    "`fixed_range` must be a (min, max) pair with min <= 0 <= max, min < max. "
+                    f"Received: fixed_range={fixed_range!r}"
+                )
+            fixed_range = (lo, hi)
         self.ema_decay = float(ema_decay)
         self.num_bits = int(num_bits)
         self.narrow_range = bool(narrow_range)
-        self.frozen = bool(frozen)
+        self.fixed_range = fixed_range
+        self.frozen = bool(frozen) or fixed_range is not None
 
     def build(self, input_shape):
         def stat(name, value):
@@ -147,9 +166,10 @@ class FakeQuant(keras.layers.Layer):
             )
 
         # TFMOT's initial range, used only before the first training batch.
-        self.range_min = stat("range_min", -6.0)
-        self.range_max = stat("range_max", 6.0)
-        self.initialized = stat("initialized", 0.0)
+        lo, hi = self.fixed_range or (-6.0, 6.0)
+        self.range_min = stat("range_min", lo)
+        self.range_max = stat("range_max", hi)
+        self.initialized = stat("initialized", 0.0 if self.fixed_range is None else 1.0)
 
     def call(self, inputs, training=None):
         x = tf.cast(inputs, tf.float32)
@@ -182,6 +202,7 @@ class FakeQuant(keras.layers.Layer):
                 "num_bits": self.num_bits,
                 "narrow_range": self.narrow_range,
                 "frozen": self.frozen,
+                "fixed_range": self.fixed_range,
             }
         )
         return config

@@ -82,9 +82,14 @@ del L
 
 # Activations the converter fuses into the preceding conv/dense/add (no fake quant between).
 FUSED_ACTIVATIONS = ("relu", "relu6")
-# Activations whose int8 TFLite kernels have a fixed output scale (softmax and sigmoid 1/256,
-# zero point -128; tanh 1/128, 0): a learned range after them would cost a requantize.
-FIXED_RANGE_ACTIVATIONS = ("softmax", "sigmoid", "tanh", "log_softmax")
+# Activations whose int8 TFLite kernels have a fixed output range (softmax and sigmoid: scale
+# 1/256, zero point -128; tanh: 1/128, 0). A learned range would cost a requantize; no range
+# would leave the Keras model unaware of the file's rounding: they get exactly this one.
+FIXED_RANGE_ACTIVATIONS = {
+    "softmax": (0.0, 255 / 256),
+    "sigmoid": (0.0, 255 / 256),
+    "tanh": (-1.0, 127 / 128),
+}
 
 
 def lookup(layer, registry=None):

@@ -55,8 +55,12 @@ def _fake_quant_after(model):
 
 def test_fake_quant_placement_follows_the_patterns():
     qat = quantize_model(conv_bn_relu_net())
-    # Conv + BN + ReLU and Add + ReLU are units; softmax's int8 output range is fixed.
-    assert _fake_quant_after(qat) == {"image", "relu", "side", "add_relu", "gap", "head"}
+    # Conv + BN + ReLU and Add + ReLU are units.
+    assert _fake_quant_after(qat) == {
+        "image", "relu", "side", "add_relu", "gap", "head", "head_softmax"
+    }  # fmt: skip
+    # The int8 softmax's own output range, 1/256 steps from 0: no requantize, no learning.
+    assert qat.get_layer("head_softmax_fq").fixed_range == (0.0, 255 / 256)
     wrapped = {
         layer.layer.name: layer for layer in qat.layers if isinstance(layer, QuantizeWrapper)
     }
