@@ -53,6 +53,8 @@ class ExportReport:
         num_samples: how many samples were compared.
         ops: op type -> count in the file (all subgraphs).
         int8_tensors: names of the file's int8 tensors (weights and activations).
+        float_ops: TFLite: op type -> count of the ops computing on float tensors (QUANTIZE and
+            DEQUANTIZE aside); empty for a fully int8 file. ONNX: not filled.
         inputs, outputs: per tensor `name`, `shape` (`-1`/`None` = dynamic), `dtype`, and for
             quantized TFLite tensors `scale` and `zero_point`.
         notes: what the exporter changed on the way (e.g. a mixed-precision model exported as
@@ -72,6 +74,7 @@ class ExportReport:
     num_samples: int = 0
     ops: dict = dataclasses.field(default_factory=dict)
     int8_tensors: list = dataclasses.field(default_factory=list)
+    float_ops: dict = dataclasses.field(default_factory=dict)
     inputs: list = dataclasses.field(default_factory=list)
     outputs: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
@@ -105,6 +108,7 @@ class ExportReport:
             ("top-1 agreement", self.top1_agreement),
             ("samples", self.num_samples),
             ("int8 tensors", len(self.int8_tensors)),
+            ("float ops", ", ".join(f"{k} x{v}" for k, v in sorted(self.float_ops.items()))),
         ]
         for kind, tensors in (("input", self.inputs), ("output", self.outputs)):
             for t in tensors:

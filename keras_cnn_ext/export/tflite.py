@@ -76,7 +76,9 @@ def to_tflite(
         path: the `.tflite` file to write; its folder must exist.
         quantization: `None` (float32), `"dynamic"` (int8 weights, float activations),
             `"float16"` (float16 weights), or `"int8"` (full-integer post-training quantization,
-            calibrated on `representative_data`; every op must have an int8 kernel).
+            calibrated on `representative_data`). An op the converter cannot quantize stays
+            float between a DEQUANTIZE and a QUANTIZE: the report's `float_ops` lists it and a
+            warning names it and its layer (for a QAT model too).
         representative_data: calibration data for `quantization="int8"`: an array (or list of
             arrays, one per input) with samples on the first axis, a `tf.data.Dataset` of batches
             (`(x, y)` elements use `x`), or a generator (or callable returning an iterable) of
@@ -108,8 +110,8 @@ def to_tflite(
         An `ExportReport`.
 
     Raises:
-        UnsupportedOpsError: the model needs ops outside TFLite's builtins (or, for `"int8"`,
-            outside the int8 builtins); the message names each op and its layer.
+        UnsupportedOpsError: the model needs ops outside TFLite's builtins; the message names
+            each op and its layer.
         VerificationError: the file's outputs differ from Keras' beyond `tolerance`.
         ValueError, TypeError: bad arguments, e.g. representative data that does not match the
             model's input spec, or a missing output folder.
@@ -167,7 +169,7 @@ def to_tflite(
 
     converter = _make_converter(concrete)
     _configure(converter, mode, calibration, int8_io, allow_select_ops)
-    flatbuffer = _convert(converter, exported, nodes, mode)
+    flatbuffer = _convert(converter, exported, nodes)
     info = inspect_tflite(flatbuffer)
     report = ExportReport(
         format="tflite",
@@ -181,6 +183,21 @@ def to_tflite(
         outputs=info["outputs"],
         notes=notes,
     )
+    report.float_ops = dict(collections.Counter(op for op, _ in info["float_ops"]))
+    if mode in ("int8", "qat") and info["float_ops"]:
+        names = _common.layer_names(exported)
+        where = ", ".join(
+            dict.fromkeys(
+                f"{op} (layer {_common.layer_of_op(tensor, names)!r})"
+                for op, tensor in info["float_ops"]
+            )
+        )
+        report.notes.append(f"ops left in float: {where}")
+        warnings.warn(
+            f"The int8 TFLite file keeps these ops in float (no int8 kernel or no quantization "
+            f"range for them): {where}.",
+            stacklevel=2,
+        )
     flex = _uses_flex(info["ops"])
     if flex:
         report.notes.append(
@@ -275,7 +292,7 @@ def _configure(converter, mode, calibration, int8_io, allow_select_ops):
         converter.inference_output_type = tf.int8
 
 
-def _convert(converter, model, nodes, mode):
+def _convert(converter, model, nodes):
     from tensorflow.lite.python.convert_phase import ConverterError
 
     try:
@@ -291,9 +308,8 @@ def _convert(converter, model, nodes, mode):
             f"{op} (layer {layer!r})" if layer else f"{op} (no Keras layer found)"
             for op, layer in unsupported
         )
-        kind = "int8 builtin" if mode == "int8" else "builtin"
         raise UnsupportedOpsError(
-            f"The model {model.name!r} needs TF ops that TFLite has no {kind} kernel for: "
+            f"The model {model.name!r} needs TF ops that TFLite has no builtin kernel for: "
             f"{where}. Replace those layers, or pass `allow_select_ops=True` to embed Select TF "
             "ops (the file then needs an interpreter with the Flex delegate).",
             unsupported,
@@ -368,10 +384,28 @@ def inspect_tflite(flatbuffer_or_path):
     return {
         "ops": ops,
         "int8_tensors": int8_tensors,
+        "float_ops": _float_ops(interpreter),
         "inputs": [_io_detail(d) for d in interpreter.get_input_details()],
         "outputs": [_io_detail(d) for d in interpreter.get_output_details()],
         "output_steps": _output_steps(interpreter),
     }
+
+
+def _float_ops(interpreter):
+    """`(op, output tensor name)` of the ops (main subgraph) that compute on float tensors.
+
+    QUANTIZE and DEQUANTIZE are left out: they are the float/int8 boundary, not compute.
+    """
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    found = []
+    for op in interpreter._get_ops_details():  # the public API has no per-op view
+        if op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or op["op_name"].startswith("Flex"):
+            continue
+        indices = [i for i in [*op["inputs"], *op["outputs"]] if i >= 0 and i in tensors]
+        if any(np.issubdtype(np.dtype(tensors[i]["dtype"]), np.floating) for i in indices):
+            name = tensors[op["outputs"][0]]["name"] if len(op["outputs"]) else ""
+            found.append((op["op_name"], name))
+    return found
 
 
 def _io_detail(detail):

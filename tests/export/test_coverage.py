@@ -83,7 +83,7 @@ BUILDER_CASES = {
     "lenet": ({}, []),
     "lenet5": ({"variant": "modern", "norm": "batch"}, []),
     "mobilenet": ({"alpha": 0.25}, []),
-    "mobilenetv1": ({"alpha": 0.25, "depth_multiplier": 2}, []),
+    "mobilenetv1": ({"alpha": 0.25}, []),
     "vgg11": (_VGG, []),
     "vgg13": (_VGG, []),
     "vgg16": (_VGG, []),

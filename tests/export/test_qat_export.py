@@ -37,6 +37,7 @@ def qat_tflite(qat_model, tmp_path_factory):
 def test_qat_tflite_is_fully_int8_without_representative_data(qat_model, qat_tflite):
     path, report = qat_tflite
     assert report.quantization == "qat" and report.passed, report.to_markdown()
+    assert report.float_ops == {}, report.float_ops
     # One QUANTIZE at the input and one DEQUANTIZE at the output: no pairs inside the graph.
     assert report.ops.get("QUANTIZE") == 1 and report.ops.get("DEQUANTIZE") == 1, report.ops
     compute = {}
@@ -132,6 +133,7 @@ def test_quantize_model_output_exports_to_both_formats(tmp_path):
     tflite = to_tflite(qat, tmp_path / "qat.tflite", sample_data=x)
     assert tflite.quantization == "qat" and tflite.passed, tflite.to_markdown()
     assert tflite.ops.get("QUANTIZE") == 1 and tflite.ops.get("DEQUANTIZE") == 1, tflite.ops
+    assert tflite.float_ops == {}, tflite.float_ops
     onnx = to_onnx(qat, tmp_path / "qat.onnx", sample_data=x)
     assert onnx.quantization == "qdq" and onnx.passed, onnx.to_markdown()
     assert onnx.ops.get("QuantizeLinear", 0) >= 2 and onnx.int8_tensors

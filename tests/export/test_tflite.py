@@ -244,3 +244,20 @@ def test_mixed_float16_exports_builtin_only_unlike_keras_litert(tmp_path):
     interpreter = Interpreter(model_path=str(tmp_path / "keras.tflite"))
     with pytest.raises(RuntimeError, match="Select TensorFlow op"):
         interpreter.allocate_tensors()
+
+
+class Sine(keras.layers.Layer):
+    def call(self, x):
+        return tf.math.sin(x)
+
+
+def test_int8_file_names_ops_left_in_float(tmp_path):
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    model = keras.Model(inputs, Sine(name="sine")(x))
+    data = np.random.default_rng(0).uniform(0, 1, (8, 4, 4, 3)).astype("float32")
+    with pytest.warns(UserWarning, match=r"SIN \(layer 'sine'\)"):
+        report = to_tflite(
+            model, tmp_path / "m.tflite", quantization="int8", representative_data=data
+        )
+    assert report.float_ops == {"SIN": 1} and report.passed
