@@ -9,18 +9,13 @@ input into several steps of its 1/256 output, so "within one output step" is che
 logits, the last quantized tensor the file and the QAT model share.
 """
 
-import os
-import sys
-
 import keras
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-from keras_cnn_ext.datasets import load_mnist_5k  # noqa: E402
-from keras_cnn_ext.models import LeNet5, ResNet20  # noqa: E402
-from keras_cnn_ext.quantization import quantize_model  # noqa: E402
+from keras_cnn_ext.datasets import load_mnist_5k
+from keras_cnn_ext.models import LeNet5, ResNet20
+from keras_cnn_ext.quantization import quantize_model
 
 
 @pytest.fixture(scope="session")
