@@ -19,6 +19,8 @@ Nothing here changes the user's model: the feature models share its layers and w
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import tensorflow as tf
 
@@ -173,7 +175,8 @@ class LayerForward:
     """Callable `x -> (activations, output)` for one target layer; built once, reused by traces."""
 
     def __init__(self, model, path):
-        self.model = model
+        # Weak: forwards are cached per model, and the cache must not keep the model alive.
+        self._model_ref = weakref.ref(model)
         self.path = list(path)
         self.name = PATH_SEPARATOR.join(self.path)
         if graph_io(model) is None:
@@ -207,14 +210,14 @@ class LayerForward:
 
             return run
         if graph_io(layer) is None:
-            raise _unknown_layer(self.model, self.name)
+            raise _unknown_layer(self._model_ref(), self.name)
         if len(nodes) != 1:
             raise ValueError(
                 f"`layer` {self.name!r} cannot be explained: the nested model {layer.name!r} must "
                 f"be called exactly once in {model.name!r} (it is called {len(nodes)} times)"
             )
         inner = self._split(layer, path[1:])
-        graph = getattr(model, "_functional", None) or model  # a Sequential's graph
+        graph_ref = weakref.ref(getattr(model, "_functional", None) or model)  # Sequential's graph
 
         def run(x):
             # Replays the outer graph node by node, as Keras' Functional.call does, except that
@@ -240,7 +243,7 @@ class LayerForward:
 
                 return call
 
-            output = graph._run_through_graph(x, operation_fn=operation_fn)
+            output = graph_ref()._run_through_graph(x, operation_fn=operation_fn)
             return captured[-1], output
 
         return run
@@ -259,12 +262,12 @@ class LayerForward:
         # object.__setattr__ keeps Keras' attribute tracking out of it.
         object.__setattr__(layer, "call", hooked)
         try:
-            output = self.model(x, training=False)
+            output = self._model_ref()(x, training=False)
         finally:
             object.__delattr__(layer, "call")
         if not captured:
             raise ValueError(
-                f"`layer` {self.name!r} was not called when model {self.model.name!r} ran."
+                f"`layer` {self.name!r} was not called when model {self._model_ref().name!r} ran."
             )
         return captured[-1], output
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import numbers
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -28,6 +29,76 @@ from keras_cnn_ext.interpret import _targets
 from keras_cnn_ext.utils import normalize_data_format
 
 REDUCTIONS = ("max_abs", "sum", "abs_sum", "none")
+
+# Compiled functions (and target-layer forwards) shared by every method built on the same model:
+# `saliency(model, ...)` after `integrated_gradients(model, ...)` reuses the traced gradient.
+# Keys are weak and the cached functions reach the model only through weak references, so the
+# cache never keeps a model alive.
+_SHARED = weakref.WeakKeyDictionary()
+
+
+def shared(model, key, build):
+    """Returns the object cached for `model` under `key`, building it with `build()` once."""
+    per_model = _SHARED.setdefault(model, {})
+    if key not in per_model:
+        per_model[key] = build()
+    return per_model[key]
+
+
+def class_scores(outputs):
+    """The model's class scores as float32 `(batch, classes)` (the first output of several)."""
+    if isinstance(outputs, (list, tuple)):
+        outputs = outputs[0]
+    if outputs.shape.rank != 2:
+        raise ValueError(
+            "The model must return class scores of shape (batch, classes) to be explained. "
+            f"Received an output of shape {tuple(outputs.shape)}"
+        )
+    return tf.cast(outputs, "float32")
+
+
+def _forward_fn(model_ref):
+    def forward(x):
+        return class_scores(model_ref()(x, training=False))
+
+    return forward
+
+
+def _input_gradient_fn(scope):
+    def make(model_ref):
+        def gradients(x, idx):
+            with tf.GradientTape() as tape, scope():
+                tape.watch(x)
+                outputs = model_ref()(x, training=False)
+                scores = tf.gather(class_scores(outputs), idx, axis=1, batch_dims=1)
+            return tape.gradient(scores, x), scores
+
+        return gradients
+
+    return make
+
+
+def _layer_gradient_fn(forward, layout):
+    def make(model_ref):
+        def gradients(x, idx):
+            with tf.GradientTape() as tape:
+                activations, outputs = forward(x)
+                scores = tf.gather(class_scores(outputs), idx, axis=1, batch_dims=1)
+            grads = tape.gradient(scores, activations)
+            if activations.shape.rank != 4:
+                raise ValueError(
+                    f"`layer` {forward.name!r} must have a 4-D output to be explained. "
+                    f"Received an output of shape {tuple(activations.shape)}"
+                )
+            activations, grads = tf.cast(activations, "float32"), tf.cast(grads, "float32")
+            if layout == "channels_first":
+                activations = tf.transpose(activations, (0, 2, 3, 1))
+                grads = tf.transpose(grads, (0, 2, 3, 1))
+            return activations, grads, scores
+
+        return gradients
+
+    return make
 
 
 def default_jit_compile():
@@ -69,7 +140,6 @@ class Attribution:
             raise TypeError(f"`jit_compile` must be None, True or False. Received: {jit_compile!r}")
         self.jit_compile = default_jit_compile() if jit_compile is None else jit_compile
         self.data_format = normalize_data_format(data_format)
-        self._compiled = {}
 
     @property
     def channel_axis(self):
@@ -165,29 +235,15 @@ class Attribution:
 
     # ---- compiled kernels ---------------------------------------------------------------------
 
-    def _compile(self, key, fn):
-        """Returns the compiled form of `fn`, cached under `key` (XLA when `jit_compile`)."""
-        if key not in self._compiled:
-            self._compiled[key] = _FallbackFunction(fn, self.jit_compile)
-        return self._compiled[key]
-
-    def _output(self, outputs):
-        if isinstance(outputs, (list, tuple)):
-            outputs = outputs[0]
-        if outputs.shape.rank != 2:
-            raise ValueError(
-                "The model must return class scores of shape (batch, classes) to be explained. "
-                f"Received an output of shape {tuple(outputs.shape)}"
-            )
-        return tf.cast(outputs, "float32")
+    def _compile(self, key, make):
+        """The compiled `make(weakref to model)`, shared per model under `key` and `jit_compile`."""
+        model_ref = weakref.ref(self.model)
+        jit = self.jit_compile
+        return shared(self.model, (key, jit), lambda: _FallbackFunction(make(model_ref), jit))
 
     def predict(self, images):
         """Model outputs (float32 NumPy) for a batch, through the compiled forward pass."""
-
-        def forward(x):
-            return self._output(self.model(x, training=False))
-
-        return self._compile("predict", forward)(tf.cast(images, "float32")).numpy()
+        return self._compile("predict", _forward_fn)(tf.cast(images, "float32")).numpy()
 
     def _chunks(self, *tensors):
         n = int(tensors[0].shape[0])
@@ -245,15 +301,9 @@ class GradientAttribution(Attribution):
 
     def input_gradients(self, images, indices):
         """Returns `(d y_c / d x, y_c)` for a batch as float32 tensors."""
-
-        def gradients(x, idx):
-            with tf.GradientTape() as tape, self._gradient_scope():
-                tape.watch(x)
-                outputs = self.model(x, training=False)
-                scores = tf.gather(self._output(outputs), idx, axis=1, batch_dims=1)
-            return tape.gradient(scores, x), scores
-
-        return self._compile("input_gradients", gradients)(images, indices)
+        scope = self._gradient_scope
+        compiled = self._compile(("input_gradients", scope), _input_gradient_fn(scope))
+        return compiled(images, indices)
 
 
 class LayerAttribution(Attribution):
@@ -275,8 +325,12 @@ class LayerAttribution(Attribution):
             )
         self.interpolation = interpolation
         self._path = _targets.resolve_layer_path(self.model, layer)
-        self._forward = (
-            None if self._path is None else _targets.LayerForward(self.model, self._path)
+        self._forward = None if self._path is None else self._shared_forward()
+
+    def _shared_forward(self):
+        path = tuple(self._path)
+        return shared(
+            self.model, ("forward", path), lambda: _targets.LayerForward(self.model, path)
         )
 
     @property
@@ -287,7 +341,7 @@ class LayerAttribution(Attribution):
     def _layer_forward(self, images):
         if self._forward is None:
             self._path = _targets.probe_last_spatial_layer(self.model, images)
-            self._forward = _targets.LayerForward(self.model, self._path)
+            self._forward = self._shared_forward()
         return self._forward
 
     def layer_gradients(self, images, indices):
@@ -298,23 +352,9 @@ class LayerAttribution(Attribution):
         layout = getattr(_targets.follow(self.model, self._path), "data_format", None)
         layout = layout if layout in ("channels_first", "channels_last") else self.data_format
 
-        def gradients(x, idx):
-            with tf.GradientTape() as tape:
-                activations, outputs = forward(x)
-                scores = tf.gather(self._output(outputs), idx, axis=1, batch_dims=1)
-            grads = tape.gradient(scores, activations)
-            if activations.shape.rank != 4:
-                raise ValueError(
-                    f"`layer` {self.layer_name!r} must have a 4-D output to be explained. "
-                    f"Received an output of shape {tuple(activations.shape)}"
-                )
-            activations, grads = tf.cast(activations, "float32"), tf.cast(grads, "float32")
-            if layout == "channels_first":
-                activations = tf.transpose(activations, (0, 2, 3, 1))
-                grads = tf.transpose(grads, (0, 2, 3, 1))
-            return activations, grads, scores
-
-        return self._compile("layer_gradients", gradients)(images, indices)
+        key = ("layer_gradients", tuple(self._path), layout)
+        compiled = self._compile(key, _layer_gradient_fn(forward, layout))
+        return compiled(images, indices)
 
     def upsample(self, maps, size):
         """Resizes `(batch, h, w)` maps to `size` = (height, width)."""

@@ -304,7 +304,6 @@ class SmoothGrad(Attribution):
         self.batch_size = method.batch_size
         self.jit_compile = method.jit_compile
         self.data_format = method.data_format
-        self._compiled = method._compiled
         self.samples = int(samples)
         self.noise_level = float(noise_level)
         self.kind = kind

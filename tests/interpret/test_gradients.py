@@ -223,3 +223,31 @@ def test_xla_falls_back_when_the_model_cannot_compile():
     np.testing.assert_allclose(
         maps, interpret.saliency(model, images, 0, jit_compile=False), rtol=1e-5
     )
+
+
+def test_methods_share_compiled_functions_and_never_keep_the_model_alive():
+    import gc
+    import weakref
+
+    from keras_cnn_ext.interpret import attribution
+
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(2, 3, activation="relu", name="c"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2),
+        ]
+    )
+    images = np.ones((2, 8, 8, 1), "float32")
+    for method in interpret.METHODS:
+        interpret.explain(model, images, method, 0, jit_compile=False)
+    keys = {key[0] if isinstance(key[0], str) else key[0][0] for key in attribution._SHARED[model]}
+    # One forward, one input gradient per backward rule, one layer gradient for all CAMs.
+    assert keys == {"predict", "input_gradients", "layer_gradients", "forward"}
+    assert len(attribution._SHARED[model]) == 5  # input gradients: ordinary and guided
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
