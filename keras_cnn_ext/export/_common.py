@@ -276,13 +276,17 @@ def _as_list(element):
 def iter_batches(data, specs, name, limit):
     """Yields at most `limit` samples of `data` as checked batches (lists of arrays, one per input).
 
-    `data` is an array (or a list of arrays, one per input) whose first axis indexes samples, a
-    `tf.data.Dataset` of batches (an `(x, y)` dataset as given to `fit` uses its `x`), or a
-    generator / callable returning an iterable of batches.
+    `data` is an array (for a multi-input model, a list of arrays, one per input) whose first
+    axis indexes samples, a `tf.data.Dataset` of batches (an `(x, y)` dataset as given to `fit`
+    uses its `x`), a list of batches, or a generator / callable returning an iterable of batches.
     """
-    if isinstance(data, np.ndarray) or (
-        isinstance(data, (list, tuple)) and data and all(isinstance(a, np.ndarray) for a in data)
-    ):
+    per_input = (
+        len(specs) > 1
+        and isinstance(data, (list, tuple))
+        and len(data) == len(specs)
+        and all(isinstance(a, np.ndarray) for a in data)
+    )
+    if isinstance(data, np.ndarray) or per_input:
         arrays = check_batch(_as_list(data), specs, name)
         count = min(limit, len(arrays[0]))
         for i in range(count):

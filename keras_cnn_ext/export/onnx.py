@@ -30,7 +30,7 @@ from keras_cnn_ext.export.report import (
     compare,
     scaled_tolerance,
 )
-from keras_cnn_ext.export.tflite import ON_MISMATCH, _handle_mismatch
+from keras_cnn_ext.export.tflite import ON_MISMATCH, _handle_mismatch, _where
 
 MIN_OPSET = 13  # per-axis QuantizeLinear/DequantizeLinear
 _UNSUPPORTED = re.compile(r"Tensorflow op \[([^:\]]+): (\w+)\] is not supported")
@@ -241,10 +241,7 @@ def _unsupported_ops(text, model):
 
 
 def _unsupported_error(model, unsupported):
-    where = "; ".join(
-        f"{op} (layer {layer!r})" if layer else f"{op} (no Keras layer found)"
-        for op, layer in unsupported
-    )
+    where = "; ".join(_where(op, layer) for op, layer in unsupported)
     return UnsupportedOpsError(
         f"The model {model.name!r} uses TF ops that tf2onnx cannot convert to ONNX: {where}.",
         unsupported,

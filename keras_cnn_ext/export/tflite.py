@@ -188,8 +188,7 @@ def to_tflite(
         names = _common.layer_names(exported)
         where = ", ".join(
             dict.fromkeys(
-                f"{op} (layer {_common.layer_of_op(tensor, names)!r})"
-                for op, tensor in info["float_ops"]
+                _where(op, _common.layer_of_op(tensor, names)) for op, tensor in info["float_ops"]
             )
         )
         report.notes.append(f"ops left in float: {where}")
@@ -266,9 +265,10 @@ def _make_converter(concrete):
     )
 
     # The traced inference function, frozen: `from_concrete_functions([f], model)` on a Keras 3
-    # model's unfrozen function gave a file whose outputs were garbage (1e33, NaN) here, and
-    # `from_keras_model` (a SavedModel round trip) took 4-5x longer for the same file. Every file
-    # is verified against Keras either way.
+    # model's unfrozen function gave a file whose outputs were garbage (1e33, NaN) here, while
+    # `from_keras_model` and `from_concrete_functions([frozen], model)` (both a SavedModel round
+    # trip) took 4-7x longer for the same file. TF logs that this graph path is deprecated; every
+    # file is verified against Keras whichever path made it.
     return tf.lite.TFLiteConverter.from_concrete_functions(
         [convert_variables_to_constants_v2(concrete)]
     )
@@ -304,16 +304,17 @@ def _convert(converter, model, nodes):
         unsupported = _unsupported_ops(str(error), model, nodes)
         if not unsupported:
             raise
-        where = "; ".join(
-            f"{op} (layer {layer!r})" if layer else f"{op} (no Keras layer found)"
-            for op, layer in unsupported
-        )
+        where = "; ".join(_where(op, layer) for op, layer in unsupported)
         raise UnsupportedOpsError(
             f"The model {model.name!r} needs TF ops that TFLite has no builtin kernel for: "
             f"{where}. Replace those layers, or pass `allow_select_ops=True` to embed Select TF "
             "ops (the file then needs an interpreter with the Flex delegate).",
             unsupported,
         ) from error
+
+
+def _where(op, layer):
+    return f"{op} (layer {layer!r})" if layer else f"{op} (no Keras layer found)"
 
 
 def _unsupported_ops(message, model, nodes):

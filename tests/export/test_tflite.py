@@ -253,11 +253,27 @@ class Sine(keras.layers.Layer):
 
 def test_int8_file_names_ops_left_in_float(tmp_path):
     inputs = keras.Input((4, 4, 3))
-    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
-    model = keras.Model(inputs, Sine(name="sine")(x))
+    x = Sine(name="sine")(keras.layers.Conv2D(2, 3, name="conv")(inputs))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="conv_out")(x))
     data = np.random.default_rng(0).uniform(0, 1, (8, 4, 4, 3)).astype("float32")
     with pytest.warns(UserWarning, match=r"SIN \(layer 'sine'\)"):
         report = to_tflite(
             model, tmp_path / "m.tflite", quantization="int8", representative_data=data
         )
     assert report.float_ops == {"SIN": 1} and report.passed
+
+
+def test_multi_input_multi_output_keeps_order(tmp_path):
+    from keras_cnn_ext.export import to_onnx
+
+    a, b = keras.Input((4,), name="a"), keras.Input((3,), name="b")
+    joint = keras.layers.Concatenate()([a, keras.layers.Dense(5)(b)])
+    model = keras.Model([a, b], [keras.layers.Dense(2)(joint), keras.layers.Dense(3)(a)])
+    rng = np.random.default_rng(0)
+    samples = [rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=(6, 3)).astype("float32")]
+    tflite = to_tflite(model, tmp_path / "m.tflite", sample_data=samples)
+    onnx = to_onnx(model, tmp_path / "m.onnx", sample_data=samples)
+    for report, batch in ((tflite, -1), (onnx, None)):
+        assert report.passed and report.num_samples == 6
+        assert [t["shape"] for t in report.inputs] == [[batch, 4], [batch, 3]]
+        assert [t["shape"] for t in report.outputs] == [[batch, 2], [batch, 3]]
