@@ -55,11 +55,11 @@ class WeightQuantizer:
         lo, hi = self.ranges(weight)
         if self.per_axis:
             q = tf.quantization.fake_quant_with_min_max_vars_per_channel(
-                w, lo, hi, num_bits=self.num_bits, narrow_range=self.narrow_range
+                w, lo, hi, num_bits=self.num_bits, narrow_range=self.narrow_range, name="fq"
             )
         else:
             q = tf.quantization.fake_quant_with_min_max_vars(
-                w, lo, hi, num_bits=self.num_bits, narrow_range=self.narrow_range
+                w, lo, hi, num_bits=self.num_bits, narrow_range=self.narrow_range, name="fq"
             )
         return tf.reshape(q, tf.shape(weight)) if self.depthwise else q
 
@@ -186,8 +186,9 @@ class FakeQuant(keras.layers.Layer):
         else:
             new_min = tf.convert_to_tensor(self.range_min)
             new_max = tf.convert_to_tensor(self.range_max)
+        # Short op names: the converter writes every fused op's name into the file.
         out = tf.quantization.fake_quant_with_min_max_vars(
-            x, new_min, new_max, num_bits=self.num_bits, narrow_range=self.narrow_range
+            x, new_min, new_max, num_bits=self.num_bits, narrow_range=self.narrow_range, name="fq"
         )
         return tf.cast(out, inputs.dtype)
 
