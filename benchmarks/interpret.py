@@ -15,7 +15,8 @@ tf-keras-vis deprecated` and `--tf-keras-vis-path DIR`); without it the column s
 
 Writes `benchmarks/results/interpret.md`.
 
-Usage: python benchmarks/interpret.py [--quick] [--repeats N] [--tf-keras-vis-path DIR]
+Usage: python benchmarks/interpret.py [--quick] [--repeats N] [--methods a,b] [--xla-methods a,b]
+       [--tf-keras-vis-path DIR] [--no-peer]
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ OPTIONS = {
     "guided_grad_cam": {},
     "occlusion": {"window": 24, "strides": 12},
 }
-PEER_METHODS = ("saliency", "smoothgrad", "grad_cam", "grad_cam_plus_plus")
 
 
 def images(seed=0):
@@ -62,7 +62,11 @@ def build_models(keras):
     return flat, nested
 
 
-def ours(repeats, quick):
+NESTED = "grad_cam (nested base)"
+
+
+def ours(plan, repeats, progress):
+    """Times each `(method, jit)` of `plan` in turn; `progress(rows)` after each (partial tables)."""
     import keras
     from _timing import interleaved_medians
 
@@ -71,24 +75,20 @@ def ours(repeats, quick):
     flat, nested = build_models(keras)
     x = images()
     classes = np.arange(BATCH) % 1000
-    rows = {}
-    methods = ["grad_cam", "saliency"] if quick else list(OPTIONS)
-    for jit in (False, True):
-        timers = {}
-        for name in methods:
+    rows = {name: {} for name, _ in plan}
+    for name, jit in plan:
+        if name == NESTED:
+            method = interpret.GradCAM(nested, jit_compile=jit, batch_size=BATCH)
+        elif name == "smoothgrad":
+            base = interpret.Saliency(flat, jit_compile=jit, batch_size=BATCH)
+            method = interpret.SmoothGrad(base, samples=OPTIONS[name]["samples"], seed=0)
+        else:
             options = {**OPTIONS[name], "jit_compile": jit, "batch_size": BATCH}
-            if name == "smoothgrad":
-                samples = options.pop("samples")
-                base = interpret.Saliency(flat, **options)
-                method = interpret.SmoothGrad(base, samples=samples, seed=0)
-            else:
-                method = interpret.get_method(name)(flat, **options)
-            timers[name] = lambda m=method: m.attribute(x, classes)
-        cam = interpret.GradCAM(nested, jit_compile=jit, batch_size=BATCH)
-        timers["grad_cam (nested base)"] = lambda m=cam: m.attribute(x, classes)
-        medians = interleaved_medians(timers, repeats, rounds=1, warmup=1, settle=False)
-        for name, value in medians.items():
-            rows.setdefault(name, {})["xla" if jit else "tf.function"] = value
+            method = interpret.get_method(name)(flat, **options)
+        timers = {name: lambda m=method: m.attribute(x, classes)}
+        value = interleaved_medians(timers, repeats, rounds=1, warmup=1, settle=False)[name]
+        rows[name]["xla" if jit else "tf.function"] = value
+        progress(rows)
     return rows
 
 
@@ -155,7 +155,7 @@ def peer(repeats, path):
 
 def cell(value):
     if value is None:
-        return "n/a"
+        return "not timed"
     if isinstance(value, str):
         return value
     return f"{value / BATCH:.1f}"
@@ -170,12 +170,10 @@ def table(rows, peer_rows, peer_note, repeats):
         "|---|---:|---:|---:|",
     ]
     for name, value in rows.items():
-        theirs = "not offered" if peer_rows is not None and name not in PEER_METHODS else None
-        if peer_rows is not None and name in peer_rows:
-            theirs = cell(peer_rows[name])
+        theirs = cell(peer_rows.get(name)) if peer_rows is not None else None
         lines.append(
             f"| {name} | {cell(value.get('tf.function'))} | {cell(value.get('xla'))} | "
-            f"{theirs or 'n/a'} |"
+            f"{theirs or 'not timed'} |"
         )
     notes = [
         "",
@@ -188,27 +186,47 @@ def table(rows, peer_rows, peer_note, repeats):
     return "\n".join(lines + notes) + "\n"
 
 
+def write(text, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--methods",
+        default=",".join([*OPTIONS, NESTED]),
+        help="comma-separated methods timed without XLA (default: all)",
+    )
+    parser.add_argument(
+        "--xla-methods", default=None, help="comma-separated methods timed with XLA (default: same)"
+    )
     parser.add_argument("--quick", action="store_true", help="Grad-CAM and saliency only")
     parser.add_argument("--tf-keras-vis-path", default=None)
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--out", default=RESULTS)
     args = parser.parse_args()
-    rows = ours(args.repeats, args.quick)
-    peer_rows, note = (
-        (None, "tf-keras-vis not run (--no-peer)")
-        if args.no_peer
-        else peer(args.repeats, args.tf_keras_vis_path)
-    )
+    methods = ["grad_cam", "saliency", NESTED] if args.quick else args.methods.split(",")
+    xla = methods if args.xla_methods is None else [m for m in args.xla_methods.split(",") if m]
+    unknown = sorted(set(methods + xla) - {*OPTIONS, NESTED})
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {[*OPTIONS, NESTED]}")
+    peer_rows, note = None, "tf-keras-vis not run (--no-peer)"
+    if not args.no_peer:
+        peer_rows, note = peer(args.repeats, args.tf_keras_vis_path)
+
+    def progress(rows):
+        write(table(rows, peer_rows, note, args.repeats), args.out)
+
+    plan = [(m, False) for m in methods] + [(m, True) for m in xla]
+    rows = ours(plan, args.repeats, progress)
     text = table(rows, peer_rows, note, args.repeats)
     print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, args.out)
+    write(text, args.out)
 
 
 if __name__ == "__main__":
