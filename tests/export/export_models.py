@@ -100,3 +100,16 @@ def make_float_model(classes=4, input_shape=(8, 8, 3)):
         ],
         name="float_net",
     )
+
+
+class CumulativeProduct(keras.layers.Layer):
+    """A layer whose op (Cumprod) has no TFLite builtin kernel and no tf2onnx conversion."""
+
+    def call(self, x):
+        return tf.math.cumprod(x, axis=-1)
+
+
+def make_unsupported_model():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    return keras.Model(inputs, CumulativeProduct(name="running_product")(x), name="odd_net")

@@ -5,23 +5,9 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from export_models import make_float_model
+from export_models import make_float_model, make_unsupported_model
 
 from keras_cnn_ext.export import UnsupportedOpsError, VerificationError, run_onnx, to_onnx
-
-
-class CumulativeProduct(keras.layers.Layer):
-    """A layer whose op (Cumprod) tf2onnx cannot convert."""
-
-    def call(self, x):
-        return tf.math.cumprod(x, axis=-1)
-
-
-def _unsupported_model():
-    inputs = keras.Input((4, 4, 3))
-    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
-    return keras.Model(inputs, CumulativeProduct(name="running_product")(x), name="odd_net")
 
 
 def test_float_parity_and_dynamic_batch(float_model, tmp_path):
@@ -46,7 +32,7 @@ def test_sequential_model_converts(tmp_path):
 
 def test_unsupported_op_names_layer(tmp_path):
     with pytest.raises(UnsupportedOpsError, match=r"Cumprod \(layer 'running_product'\)") as info:
-        to_onnx(_unsupported_model(), tmp_path / "odd.onnx")
+        to_onnx(make_unsupported_model(), tmp_path / "odd.onnx")
     assert info.value.ops == [("Cumprod", "running_product")]
     assert not os.listdir(tmp_path)
 
@@ -56,7 +42,7 @@ def test_failed_export_keeps_existing_file(float_model, tmp_path):
     original = b"keep me"
     path.write_bytes(original)
     with pytest.raises(UnsupportedOpsError):
-        to_onnx(_unsupported_model(), path)
+        to_onnx(make_unsupported_model(), path)
     with pytest.raises(VerificationError, match="Nothing was written"):
         to_onnx(float_model, path, tolerance=-1.0)
     assert path.read_bytes() == original

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from export_models import make_float_model
+from export_models import make_float_model, make_unsupported_model
 
 from keras_cnn_ext.export import (
     UnsupportedOpsError,
@@ -17,19 +17,6 @@ from keras_cnn_ext.export import (
     run_tflite,
     to_tflite,
 )
-
-
-class CumulativeProduct(keras.layers.Layer):
-    """A layer whose op (Cumprod) has no TFLite builtin kernel."""
-
-    def call(self, x):
-        return tf.math.cumprod(x, axis=-1)
-
-
-def _flex_model():
-    inputs = keras.Input((4, 4, 3))
-    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
-    return keras.Model(inputs, CumulativeProduct(name="running_product")(x), name="flex_net")
 
 
 def _images(n, shape=(8, 8, 3), seed=0):
@@ -170,7 +157,7 @@ def test_subclassed_model_without_graph(tmp_path):
 
 def test_select_op_names_layer_and_op(tmp_path):
     with pytest.raises(UnsupportedOpsError, match=r"Cumprod \(layer 'running_product'\)") as info:
-        to_tflite(_flex_model(), tmp_path / "flex.tflite")
+        to_tflite(make_unsupported_model(), tmp_path / "flex.tflite")
     assert info.value.ops == [("Cumprod", "running_product")]
     assert "allow_select_ops=True" in str(info.value)
     assert not os.listdir(tmp_path)
@@ -178,7 +165,9 @@ def test_select_op_names_layer_and_op(tmp_path):
 
 def test_allow_select_ops_writes_unverified_file_with_warning(tmp_path):
     with pytest.warns(UserWarning, match="FlexCumprod.*without verification"):
-        report = to_tflite(_flex_model(), tmp_path / "flex.tflite", allow_select_ops=True)
+        report = to_tflite(
+            make_unsupported_model(), tmp_path / "flex.tflite", allow_select_ops=True
+        )
     assert report.ops.get("FlexCumprod") == 1
     assert report.verified is False and report.passed is None
     assert os.path.exists(tmp_path / "flex.tflite")
@@ -189,7 +178,7 @@ def test_failed_export_keeps_existing_file_byte_for_byte(float_model, tmp_path):
     original = b"an existing file that must survive\x00\x01"
     path.write_bytes(original)
     with pytest.raises(UnsupportedOpsError):
-        to_tflite(_flex_model(), path)
+        to_tflite(make_unsupported_model(), path)
     assert path.read_bytes() == original
     # A verification failure does not write either: float16 weights cannot match to 1e-12.
     with pytest.raises(VerificationError) as info:
