@@ -138,10 +138,12 @@ def to_onnx(
     with _common.atomic_file(path, data) as tmp:
         if verify:
             if sample_data is not None:
+                report.samples = "sample_data"
                 samples = _common.collect_samples(sample_data, specs, "sample_data", num_samples)
             else:
                 if input_range is None:
                     input_range = info["input_range"] or (0.0, 1.0)
+                report.samples = f"uniform random in [{input_range[0]:.6g}, {input_range[1]:.6g})"
                 samples = _common.random_samples(specs, num_samples, input_range)
             expected = _common.flat_outputs(_common.call_on(exported, samples))
             actual = run_onnx(tmp, samples)

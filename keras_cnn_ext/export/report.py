@@ -51,6 +51,8 @@ class ExportReport:
         top1_agreement: the fraction of samples whose arg-max (over the last axis) agrees, for
             outputs with more than one class; `None` otherwise.
         num_samples: how many samples were compared.
+        samples: where they came from (`sample_data`, the calibration data, or a random range:
+            a QAT file's own input quantization range, else [0, 1)).
         ops: op type -> count in the file (all subgraphs).
         int8_tensors: names of the file's int8 tensors (weights and activations).
         float_ops: TFLite: op type -> count of the ops computing on float tensors (QUANTIZE and
@@ -72,6 +74,7 @@ class ExportReport:
     tolerance: float | None = None
     top1_agreement: float | None = None
     num_samples: int = 0
+    samples: str | None = None
     ops: dict = dataclasses.field(default_factory=dict)
     int8_tensors: list = dataclasses.field(default_factory=list)
     float_ops: dict = dataclasses.field(default_factory=dict)
@@ -106,7 +109,7 @@ class ExportReport:
             ("max abs diff vs Keras", self.max_abs_diff),
             ("tolerance", self.tolerance),
             ("top-1 agreement", self.top1_agreement),
-            ("samples", self.num_samples),
+            ("samples", f"{self.num_samples} ({self.samples})" if self.samples else 0),
             ("int8 tensors", len(self.int8_tensors)),
             ("float ops", ", ".join(f"{k} x{v}" for k, v in sorted(self.float_ops.items()))),
         ]

@@ -215,7 +215,7 @@ def to_tflite(
     with _common.atomic_file(path, flatbuffer) as tmp:
         if verify and not flex:
             samples = _verification_samples(
-                specs, mode, sample_data, calibration, input_range, num_samples, info
+                report, specs, mode, sample_data, calibration, input_range, num_samples, info
             )
             expected = _common.flat_outputs(_common.call_on(exported, samples))
             actual = run_tflite(tmp, samples)
@@ -389,6 +389,7 @@ def inspect_tflite(flatbuffer_or_path):
         "inputs": [_io_detail(d) for d in interpreter.get_input_details()],
         "outputs": [_io_detail(d) for d in interpreter.get_output_details()],
         "output_steps": _output_steps(interpreter),
+        "input_quantization": _input_quantization(interpreter),
     }
 
 
@@ -424,6 +425,28 @@ def _io_detail(detail):
         zps = np.asarray(quant.get("zero_points", []))
         out["zero_point"] = zps.tolist() if zps.size > 1 else int(zps[0])
     return out
+
+
+def _input_quantization(interpreter):
+    """Per input, `(scale, zero_point)` of its int8 grid (its own or its QUANTIZE's), or `None`."""
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    consumers = {}
+    for op in interpreter._get_ops_details():
+        for i in op["inputs"]:
+            consumers.setdefault(i, op)
+    found = []
+    for detail in interpreter.get_input_details():
+        index = detail["index"]
+        op = consumers.get(index)
+        if not len(tensors[index]["quantization_parameters"]["scales"]) and op is not None:
+            if op["op_name"] == "QUANTIZE":
+                index = op["outputs"][0]
+        quant = tensors[index]["quantization_parameters"]
+        if len(quant["scales"]) == 1:
+            found.append((float(quant["scales"][0]), int(quant["zero_points"][0])))
+        else:
+            found.append(None)
+    return found
 
 
 def _output_steps(interpreter):
@@ -519,22 +542,28 @@ def _dequantize(y, detail):
 
 
 def _file_input_range(info):
-    """The real-valued range an int8 input (or the input's first QUANTIZE) covers, if any."""
-    detail = info["inputs"][0] if info["inputs"] else None
-    if detail is None or detail["scale"] is None or isinstance(detail["scale"], list):
+    """The real-valued range the first input's int8 grid covers (its own, or its QUANTIZE's)."""
+    params = info["input_quantization"][0] if info["input_quantization"] else None
+    if params is None:
         return None
-    scale, zero_point = detail["scale"], detail["zero_point"]
+    scale, zero_point = params
     return ((-128 - zero_point) * scale, (127 - zero_point) * scale)
 
 
-def _verification_samples(specs, mode, sample_data, calibration, input_range, num_samples, info):
+def _verification_samples(
+    report, specs, mode, sample_data, calibration, input_range, num_samples, info
+):
     if sample_data is not None:
+        report.samples = "sample_data"
         return _common.collect_samples(sample_data, specs, "sample_data", num_samples)
     if calibration is not None:
+        report.samples = "the first representative_data samples"
         batches = calibration[:num_samples]
         return [np.concatenate(parts) for parts in zip(*batches, strict=True)]
     if input_range is None:
         input_range = (_file_input_range(info) if mode == "qat" else None) or (0.0, 1.0)
+    low, high = input_range
+    report.samples = f"uniform random in [{low:.6g}, {high:.6g})"
     return _common.random_samples(specs, num_samples, input_range)
 
 

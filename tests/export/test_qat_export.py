@@ -38,6 +38,7 @@ def test_qat_tflite_is_fully_int8_without_representative_data(qat_model, qat_tfl
     path, report = qat_tflite
     assert report.quantization == "qat" and report.passed, report.to_markdown()
     assert report.float_ops == {}, report.float_ops
+    assert report.samples == "uniform random in [0, 1)"  # the input quantizer's own range
     # One QUANTIZE at the input and one DEQUANTIZE at the output: no pairs inside the graph.
     assert report.ops.get("QUANTIZE") == 1 and report.ops.get("DEQUANTIZE") == 1, report.ops
     compute = {}
