@@ -363,16 +363,30 @@ class LayerAttribution(Attribution):
 
 
 class _FallbackFunction:
-    """A `tf.function` that tries XLA first when asked and falls back once if XLA cannot compile."""
+    """A `tf.function` traced once per input signature with any batch size, XLA when asked.
+
+    The batch axis is left unknown in the signature, so the last, smaller batch of a call and
+    the different batch sizes of integrated gradients or occlusion reuse one trace. If XLA
+    cannot compile the model, it warns once and falls back to `tf.function` without XLA.
+    """
 
     def __init__(self, fn, jit_compile):
         self._fn = fn
         self._jit = jit_compile
-        self._function = tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
+        self._functions = {}
+
+    def _function(self, args):
+        specs = tuple(tf.TensorSpec((None, *a.shape[1:]), a.dtype) for a in args)
+        if specs not in self._functions:
+            self._functions[specs] = tf.function(
+                self._fn, input_signature=specs, jit_compile=self._jit
+            )
+        return self._functions[specs]
 
     def __call__(self, *args):
+        args = tuple(tf.convert_to_tensor(a) for a in args)
         try:
-            return self._function(*args)
+            return self._function(args)(*args)
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
             if not self._jit or "XLA" not in str(error) and "compil" not in str(error):
                 raise
@@ -382,5 +396,5 @@ class _FallbackFunction:
                 stacklevel=3,
             )
             self._jit = False
-            self._function = tf.function(self._fn, jit_compile=False, reduce_retracing=True)
-            return self._function(*args)
+            self._functions = {}
+            return self._function(args)(*args)
