@@ -7,14 +7,20 @@ resumed run with Dropout or a reshuffling pipeline ends elsewhere than an uninte
 
 `ExactBackupAndRestore` saves, every `save_freq` steps and at each epoch end:
 
-- every model variable, SeedGenerator states included (`model.variables`), the optimizer's
-  variables (its step counter included) and the compiled metrics' accumulators;
+- every model variable, SeedGenerator states included (`model.variables`), and the optimizer's
+  variables (its step counter included);
 - the global random state: Keras' global SeedGenerator, Python's `random`, NumPy's global
   generator and TensorFlow's global `tf.random.Generator`;
-- the position: the epoch and the step within it.
+- the position: the number of training batches so far, i.e. the epoch and the step within it.
 
-On restart it restores all of it, makes `fit` start at the saved epoch, and tells the
-`ResumableDataset` to skip the batches the interrupted epoch had already consumed. The dataset's
+On restart it restores all of it, makes `fit` start at the saved epoch, and starts the
+`ResumableDataset` stream at the saved batch. The stream is endless and `fit` gets
+`steps_per_epoch=data.steps_per_epoch`: Keras then keeps one iterator for the whole `fit` and
+never runs a step into an exhausted input. (Keras 3.15 runs such a step at the end of each epoch
+over a finite dataset of unknown length: it fails inside the compiled step after some stateful
+ops have run — `optimizer.iterations` is incremented — and it then fixes the epoch length to the
+first epoch's, so a shortened resumed epoch would shorten every later one.) The callback stops
+`fit` when the total number of batches is reached. The dataset's
 order is a stateless function of `(seed, epoch)` (`tf.random.experimental.index_shuffle`) and
 its augmentation a stateless function of `(seed, epoch, element)`, so the resumed run sees the
 same batches in the same order with the same augmentation. Keras 3's `fit` does not accept a
@@ -29,6 +35,9 @@ workers write to a temporary folder of their own and delete it, as tf.distribute
 
 Not covered: random ops that keep hidden kernel state (`tf.random.uniform` with an op seed,
 `tf.data.Dataset.shuffle`); use stateless ops or Keras' seeded ops, as this package's layers do.
+Compiled metrics are not saved: the epoch-mean logs of a resumed epoch cover its own batches.
+Bit-exact equality also needs deterministic kernels (`tf.config.experimental.
+enable_op_determinism()`, as in `examples/exact_resume.py`).
 """
 
 from __future__ import annotations

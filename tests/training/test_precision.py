@@ -50,11 +50,15 @@ BUILDERS = {
         11, input_shape=(32, 32, 3), classes=3, width_multiplier=0.125, fc_units=(8,)
     ),
     "resnet20": lambda: models.ResNet20(input_shape=(16, 16, 3), classes=3),
-    "seresnet18": lambda: models.SEResNet18(
-        input_shape=(32, 32, 3), classes=3, width_multiplier=0.125, drop_path_rate=0.1, seed=0
-    ),
-    "resnet26v2": lambda: models.ResNet(
-        26, version="v2", input_shape=(32, 32, 3), classes=3, width_multiplier=0.125
+    "seresnet26v2": lambda: models.ResNet(
+        26,
+        version="v2",
+        attention="se",
+        input_shape=(32, 32, 3),
+        classes=3,
+        width_multiplier=0.125,
+        drop_path_rate=0.1,
+        seed=0,
     ),
     "densenet": lambda: models.DenseNet(121, growth_rate=4, input_shape=(32, 32, 3), classes=3),
     "mobilenet": lambda: models.MobileNetV1(input_shape=(32, 32, 3), alpha=0.25, classes=3),
