@@ -28,8 +28,10 @@ import statistics
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "cli.md")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results", "cli.md")
 CLI = [sys.executable, "-m", "keras_cnn_ext.cli"]
 CASES = {
     "`python -c pass` (reference: interpreter start)": [sys.executable, "-c", "pass"],
@@ -49,7 +51,10 @@ CASES = {
 
 def _run(command, env):
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    # From the folder that holds the version under test: `python -m` puts the current folder
+    # first on sys.path.
+    cwd = env.get("PYTHONPATH", ROOT)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, check=False)
     return time.perf_counter() - start, result
 
 
@@ -58,7 +63,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (default 5)")
     parser.add_argument("--compare-with", default=None, help="a folder holding another version")
     args = parser.parse_args()
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")}
     envs = {"this version": env}
     if args.compare_with:
         envs[f"`{args.compare_with}`"] = {**env, "PYTHONPATH": os.path.abspath(args.compare_with)}
@@ -89,14 +94,11 @@ def main():
             for label in envs
         )
         lines.append(f"| {name} |{cells}")
-    import keras
-    import tensorflow as tf
-
     lines += [
         "",
         f"Medians of {args.repeats} runs each (fresh processes, cases taking turns, one warm-up "
         f"run each); {datetime.date.today().isoformat()}, {platform.python_version()}, "
-        f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores "
+        f"TF {version('tensorflow')}, Keras {version('keras')}, {os.cpu_count()} CPU cores "
         "(shared with other jobs: noisy).",
     ]
     table = "\n".join(lines) + "\n"
