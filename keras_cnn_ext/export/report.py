@@ -61,6 +61,17 @@ class ExportReport:
             quantized TFLite tensors `scale` and `zero_point`.
         notes: what the exporter changed on the way (e.g. a mixed-precision model exported as
             float32).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> from keras_cnn_ext.export import to_onnx
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, use_bias=False)])
+    >>> report = to_onnx(model, os.path.join(tempfile.mkdtemp(), "model.onnx"))
+    >>> report.passed, report.ops
+    (True, {'MatMul': 1})
+    >>> print(report.to_markdown().splitlines()[2])
+    | format | onnx |
     """
 
     format: str
