@@ -23,6 +23,11 @@ from keras_cnn_ext.layers.factories import (  # noqa: E402,F401
     create_pooling,
 )
 from keras_cnn_ext.layers.fractional_max_pooling import FractionalMaxPooling2D  # noqa: E402,F401
+from keras_cnn_ext.layers.group_batch_normalization import (  # noqa: E402,F401
+    GroupBatchNormalization,
+)
+from keras_cnn_ext.layers.group_conv import GroupConv2D  # noqa: E402,F401
+from keras_cnn_ext.layers.group_pooling import GroupPooling  # noqa: E402,F401
 from keras_cnn_ext.layers.grouped_conv2d import GroupedConv2D  # noqa: E402,F401
 from keras_cnn_ext.layers.local_response_normalization import (  # noqa: E402,F401
     LocalResponseNormalization,

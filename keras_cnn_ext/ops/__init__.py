@@ -17,5 +17,12 @@ from keras_cnn_ext.ops.fractional_max_pool import (  # noqa: F401
     fractional_output_size,
     fractional_pooling_sequence,
 )
+from keras_cnn_ext.ops.group_conv import (  # noqa: F401
+    expand_filter_bank,
+    group_conv2d,
+    group_pool,
+    transform_group_map,
+    transform_image,
+)
 from keras_cnn_ext.ops.grouped_conv import grouped_conv2d  # noqa: F401
 from keras_cnn_ext.ops.local_response_norm import local_response_normalization  # noqa: F401

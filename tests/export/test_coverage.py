@@ -38,6 +38,12 @@ LAYER_CASES = {
     "DropPath": ({"rate": 0.5, "seed": 1}, 1e-5),
     "EfficientChannelAttention": ({}, 1e-5),
     "FractionalMaxPooling2D": ({"pooling_ratio": 1.414, "overlapping": True, "seed": 3}, 1e-5),
+    "GroupBatchNormalization": ({"group": "p4m"}, 1e-5),
+    "GroupConv2D": (
+        {"filters": 2, "kernel_size": 3, "group": "p4", "lifting": False, "padding": "same"},
+        1e-5,
+    ),
+    "GroupPooling": ({"group": "p4m", "reduction": "avg"}, 1e-5),
     "GroupedConv2D": ({"filters": 8, "kernel_size": 3, "groups": 4, "padding": "same"}, 1e-5),
     "LocalResponseNormalization": ({"depth_radius": 2, "alpha": 0.5}, 1e-5),
     "RandomErasing": ({"probability": 1.0, "seed": 1}, 1e-5),
