@@ -244,6 +244,10 @@ def _window_pool(layer, input_shapes, output_shapes):
     )
 
 
+def _group_pool(layer, input_shapes, output_shapes):
+    return LayerCost(other_ops=numel(input_shapes[0]))  # one read per group channel
+
+
 def _global_pool(layer, input_shapes, output_shapes):
     return LayerCost(other_ops=numel(input_shapes[0]), geometry=GLOBAL)
 
@@ -454,6 +458,10 @@ def _register_builtins():
     for name in ("DropBlock2D", "DropPath", "SpatialDropout2D", "Cutout", "RandomErasing"):
         register_counter(f"keras_cnn_ext.layers.{name}", _identity)  # identity at inference
     register_counter("keras_cnn_ext.layers.LocalResponseNormalization", _local_response_norm)
+    # A group convolution is one convolution with the expanded bank (F * |G| outputs, all input
+    # channels per output): the plain conv count. GroupBatchNormalization inherits BN's.
+    register_counter("keras_cnn_ext.layers.GroupConv2D", _conv)
+    register_counter("keras_cnn_ext.layers.GroupPooling", _group_pool)
     register_counter("keras_cnn_ext.layers.SqueezeExcitation", _channel_gate)
     register_counter("keras_cnn_ext.layers.ChannelAttention", _channel_gate)
     register_counter("keras_cnn_ext.layers.EfficientChannelAttention", _eca)

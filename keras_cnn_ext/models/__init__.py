@@ -9,6 +9,7 @@ from keras_cnn_ext.models.densenet import (  # noqa: F401
     DenseNet264,
     DenseNetBC,
 )
+from keras_cnn_ext.models.group_cnn import P4CNN, P4MCNN, GroupCNN  # noqa: F401
 from keras_cnn_ext.models.lenet import LeNet5  # noqa: F401
 from keras_cnn_ext.models.mobilenet import MobileNetV1  # noqa: F401
 from keras_cnn_ext.models.registry import get_builder, list_builders, register_builder  # noqa: F401

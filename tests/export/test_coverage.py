@@ -87,6 +87,8 @@ BUILDER_CASES = {
         [],
     ),
     "lenet": ({}, []),
+    "p4cnn": ({"input_shape": (28, 28, 1), "filters": 2}, []),
+    "p4mcnn": ({"input_shape": (28, 28, 1), "filters": 2}, []),
     "lenet5": ({"variant": "modern", "norm": "batch"}, []),
     "mobilenet": ({"alpha": 0.25}, []),
     "mobilenetv1": ({"alpha": 0.25}, []),
