@@ -122,20 +122,38 @@ def _find_builder(name):
     )
 
 
-def load_target(target, input_shape=None):
-    """Returns a built Keras model from a `.keras`/`.h5` path or an architecture name."""
+def load_model_file(path, unsafe=False):
+    """Loads a `.keras`/`.h5` file with `safe_mode=True` (no Lambda code runs) unless `unsafe`.
+
+    A missing, corrupt or truncated file, or one that needs `--unsafe`, raises a one-line
+    `CLIError`.
+    """
+    if not os.path.isfile(path):
+        raise CLIError(f"cannot read model file {path!r}: no such file.")
+    import keras
+
+    import keras_cnn_ext.layers  # noqa: F401 - registers our layers for deserialisation
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
+    except Exception as e:
+        message = " ".join(str(e).split())
+        if len(message) > 300:
+            message = message[:300] + "..."
+        hint = " (pass --unsafe only if you trust the file)" if "safe_mode" in message else ""
+        raise CLIError(
+            f"cannot read model file {path!r}: {type(e).__name__}: {message}{hint}"
+        ) from None
+
+
+def load_target(target, input_shape=None, unsafe=False):
+    """Returns a built Keras model from a `.keras`/`.h5` path or an architecture name.
+
+    Files load with Keras' `safe_mode=True` unless `unsafe` (the `--unsafe` flag).
+    """
     looks_like_file = os.path.sep in target or target.endswith((".keras", ".h5", ".hdf5"))
     if os.path.exists(target) or looks_like_file:
-        if not os.path.isfile(target):
-            raise CLIError(f"cannot read model file {target!r}: no such file.")
-        import keras
-
-        import keras_cnn_ext.layers  # noqa: F401 - registers our layers for deserialisation
-
-        try:
-            return keras.saving.load_model(target, compile=False)
-        except Exception as e:
-            raise CLIError(f"cannot read model file {target!r}: {type(e).__name__}: {e}") from None
+        return load_model_file(target, unsafe=unsafe)
     builder, label = _find_builder(target)
     return _call_builder(builder, input_shape, label)
 
@@ -164,13 +182,19 @@ def _add_summary_arguments(parser):
         help="batch size N (default 1)",
     )
     parser.add_argument("--json", action="store_true", help="print the profile as JSON")
+    parser.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="load a .keras file with safe_mode=False: runs the Python code of Lambda layers "
+        "stored in the file. Only for files you trust",
+    )
 
 
 def _run_summary(args):
     from keras_cnn_ext.analysis import profile
 
     input_shape = args.input_shape
-    model = load_target(args.target, input_shape)
+    model = load_target(args.target, input_shape, unsafe=args.unsafe)
     import warnings
 
     with warnings.catch_warnings():
@@ -191,50 +215,61 @@ def _run_summary(args):
     return 0
 
 
-def _add_demo_arguments(parser):
-    parser.add_argument(
-        "--epochs", type=positive_int("--epochs"), default=3, help="training epochs (default 3)"
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int("--batch-size"),
-        default=64,
-        help="batch size (default 64)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--output-dir", default=None, help="where demo.keras is kept (default: a temporary folder)"
-    )
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress bars")
+def _lazy(module):
+    """`(add_arguments, run)` of `keras_cnn_ext.commands.<module>`, imported on first call.
 
+    The command modules import only the standard library at import time, so building the
+    parser for `--help` never imports TensorFlow.
+    """
 
-def _run_demo(args):
-    from keras_cnn_ext.demo import run_demo
+    def command():
+        import importlib
 
-    try:
-        results = run_demo(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            output_dir=args.output_dir,
-            verbose=0 if args.quiet else 2,
-        )
-    except (ValueError, ImportError) as e:
-        raise CLIError(str(e)) from None
-    return 0 if results["reload_matches"] else 1
+        return importlib.import_module(f"keras_cnn_ext.commands.{module}")
+
+    def add_arguments(parser):
+        return command().add_arguments(parser)
+
+    def run(args):
+        return command().run(args)
+
+    return add_arguments, run
 
 
 SUBCOMMANDS = {
     "demo": (
-        "train a small conv net built from keras_cnn_ext layers on 5,000 real MNIST digits, "
-        "profile it, save and reload it",
-        _add_demo_arguments,
-        _run_demo,
+        "the end-to-end demo on 5,000 real MNIST digits: train a net of keras_cnn_ext layers, "
+        "profile, QAT, int8/float TFLite and ONNX export, a distilled student, Grad-CAM, report",
+        *_lazy("demo"),
     ),
     "summary": (
         "parameters, MACs/FLOPs, activation memory and receptive field, layer by layer",
         _add_summary_arguments,
         _run_summary,
+    ),
+    "train": (
+        "train an architecture or a .keras model on a dataset folder or .npz",
+        *_lazy("train"),
+    ),
+    "quantize": (
+        "quantization-aware fine-tuning of a .keras model, written as an int8 TFLite file",
+        *_lazy("quantize"),
+    ),
+    "export": (
+        "export a .keras model to TFLite (float/dynamic/float16/int8) or ONNX, verified",
+        *_lazy("export"),
+    ),
+    "explain": (
+        "Grad-CAM (or another attribution) overlay of one image file, as a PNG",
+        *_lazy("explain"),
+    ),
+    "distill": (
+        "train a smaller student from a .keras teacher by knowledge distillation",
+        *_lazy("distill"),
+    ),
+    "bench": (
+        "latency and throughput of one model in Keras, TFLite float/int8 and ONNX Runtime",
+        *_lazy("bench"),
     ),
 }
 

@@ -1,11 +1,15 @@
-"""The `keras-cnn-ext demo` job on real MNIST digits."""
+"""`keras-cnn-ext demo --quick` end to end: every output file is checked."""
+
+import json
+import os
+import re
 
 import numpy as np
 import pytest
 
 from keras_cnn_ext import cli
 from keras_cnn_ext.datasets import load_mnist_5k
-from keras_cnn_ext.demo import run_demo
+from keras_cnn_ext.demo import FILES
 
 
 def test_mnist_split_is_stratified_and_disjoint():
@@ -18,19 +22,91 @@ def test_mnist_split_is_stratified_and_disjoint():
     assert not any(row.tobytes() in train_rows for row in x_test.reshape(1000, -1))
 
 
-def test_demo_trains_profiles_and_reloads(tmp_path):
-    lines = []
-    results = run_demo(epochs=1, output_dir=str(tmp_path), verbose=0, print_fn=lines.append)
-    # One epoch over 4,000 real digits: far above chance (10%).
-    assert results["accuracy"] > 0.8
-    assert results["reload_matches"]
-    assert (tmp_path / "demo.keras").exists()
-    assert not list(tmp_path.glob("*.partial*"))
-    report = "\n".join(lines)
-    assert "FractionalMaxPooling2D" in report and "MACs" in report
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo") / "kce-demo"
+    code = cli.main(["demo", "--quick", "--quiet", "--output-dir", str(folder)])
+    return code, folder
 
 
-@pytest.mark.parametrize("argv", [["demo", "--epochs", "0"], ["demo", "--batch-size", "-1"]])
-def test_demo_cli_rejects_bad_arguments(argv, capsys):
+def test_quick_demo_writes_every_output(quick_demo):
+    from PIL import Image
+
+    code, folder = quick_demo
+    assert code == 0
+    for name in FILES.values():
+        assert (folder / name).is_file(), name
+        assert (folder / name).stat().st_size > 0, name
+    assert not [p for p in os.listdir(folder) if "partial" in p]
+    for name in (n for n in FILES.values() if n.endswith(".png")):
+        with Image.open(folder / name) as image:
+            image.load()
+            assert min(image.size) > 100, name
+    events = [f for _, _, files in os.walk(folder / "logs") for f in files]
+    assert any(f.startswith("events.out.tfevents") for f in events)
+
+
+def test_quick_demo_metrics_and_runtimes(quick_demo):
+    import keras
+    import onnxruntime as ort
+
+    from keras_cnn_ext.export import run_tflite
+
+    _, folder = quick_demo
+    metrics = json.loads((folder / FILES["metrics"]).read_text())
+    accuracy = metrics["accuracy"]
+    # Chance is 0.1: far above it after the quick budget, in every runtime.
+    for key in ("keras_float", "tflite_float", "tflite_int8", "onnx", "student"):
+        assert accuracy[key] > 0.5, (key, accuracy)
+    assert abs(accuracy["tflite_float"] - accuracy["keras_float"]) < 0.01
+    assert metrics["params"] > metrics["student_params"] > 0 and metrics["macs"] > 0
+    assert set(metrics["latency_ms"]) == {"keras", "tflite", "tflite-int8", "onnx", "student"}
+
+    (_, _), (x_test, y_test) = load_mnist_5k(seed=0)
+    x, y = x_test[:200], y_test[:200]
+    model = keras.saving.load_model(folder / FILES["model"])
+    expected = model.predict(x, verbose=0)
+    float_out = run_tflite(str(folder / FILES["tflite_float"]), x)[0]
+    np.testing.assert_allclose(float_out, expected, atol=1e-4)
+    int8_out = run_tflite(str(folder / FILES["tflite_int8"]), x)[0]
+    assert np.mean(int8_out.argmax(-1) == y) > 0.5
+    session = ort.InferenceSession(str(folder / FILES["onnx"]), providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(onnx_out, expected, atol=1e-4)
+    student = keras.saving.load_model(folder / FILES["student"])
+    assert np.mean(student.predict(x, verbose=0).argmax(-1) == y) > 0.5
+
+
+def test_quick_demo_report_links_only_existing_files(quick_demo):
+    _, folder = quick_demo
+    report = (folder / FILES["report"]).read_text()
+    links = re.findall(r"\]\(([^)]+)\)", report)
+    assert {FILES["curves"], FILES["confusion"], FILES["gradcam"], FILES["int8"]} <= set(links)
+    for link in links:
+        assert (folder / link).is_file(), link
+    for label in ("float Keras", "int8 TFLite", "ONNX Runtime", "distilled student", "MACs"):
+        assert label in report
+
+
+def test_demo_refuses_an_existing_folder_without_force(quick_demo, capsys):
+    _, folder = quick_demo
+    assert cli.main(["demo", "--quick", "--output-dir", str(folder)]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--force" in err and "Traceback" not in err
+    assert (folder / FILES["model"]).is_file()  # untouched
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demo", "--epochs", "0"], "must be a positive integer"),
+        (["demo", "--batch-size", "-1"], "must be a positive integer"),
+        (["demo", "--arch", "no_such_net", "--output-dir", "{tmp}/a"], "unknown architecture"),
+        (["demo", "--data", "{tmp}/missing.npz", "--output-dir", "{tmp}/b"], "does not exist"),
+    ],
+)
+def test_demo_cli_rejects_bad_arguments(argv, message, tmp_path, capsys):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     assert cli.main(argv) == 2
-    assert "must be a positive integer" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
