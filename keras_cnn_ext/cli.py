@@ -66,7 +66,8 @@ def positive_int(option):
     return parse
 
 
-def _call_builder(builder, input_shape, label):
+def _call_builder(builder, input_shape, label, **extra):
+    """Calls `builder` with `weights=None`, `input_shape` and those of `extra` it accepts."""
     try:
         params = inspect.signature(builder).parameters
     except (TypeError, ValueError):
@@ -80,6 +81,7 @@ def _call_builder(builder, input_shape, label):
         if "input_shape" not in params and not takes_any:
             raise CLIError(f"{label} does not take an input shape; drop --input-shape.")
         kwargs["input_shape"] = input_shape
+    kwargs.update({k: v for k, v in extra.items() if k in params or takes_any})
     try:
         return builder(**kwargs)
     except Exception as e:  # a builder's own validation error, shown without a traceback

@@ -198,17 +198,20 @@ def _figures(folder, history, qat_history, matrix, names, sizes, accuracies):
     save(fig, "int8")
 
 
-def _gradcam(model, x_test, y_test, folder, count):
+def _gradcam(model, x_test, y_test, path, count, layer=None):
+    """Grad-CAM and Grad-CAM++ of `count` test images, one of each class first."""
     from keras_cnn_ext.interpret import grad_cam, grad_cam_plus_plus, plot_grid
 
-    images = x_test[:count]
+    firsts = [int(np.flatnonzero(y_test == c)[0]) for c in np.unique(y_test)]
+    index = np.array((firsts + [i for i in range(len(y_test)) if i not in firsts])[:count])
+    images, labels = x_test[index], y_test[index]
     predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
     maps = {
-        "Grad-CAM": np.asarray(grad_cam(model, images)),
-        "Grad-CAM++": np.asarray(grad_cam_plus_plus(model, images)),
+        "Grad-CAM": np.asarray(grad_cam(model, images, layer=layer)),
+        "Grad-CAM++": np.asarray(grad_cam_plus_plus(model, images, layer=layer)),
     }
-    titles = [f"true {t} / predicted {p}" for t, p in zip(y_test[:count], predicted, strict=True)]
-    plot_grid(images, maps, os.path.join(folder, FILES["gradcam"]), titles=titles, dpi=60)
+    titles = [f"true {t} / pred {p}" for t, p in zip(labels, predicted, strict=True)]
+    plot_grid(images, maps, path, titles=titles, dpi=60)
 
 
 def _report(metrics, table):
@@ -438,7 +441,7 @@ def run_demo(
     print_fn("distilling a smaller student ...")
     tick = time.perf_counter()
     student = build_student_model(x_train.shape[1:], classes, seed=seed)
-    student_epochs = 1 if quick else max(1, epochs // 2)
+    student_epochs = 3 if quick else epochs  # the student is ~20x cheaper per step
     _common.compile_classifier(
         student, 5e-3, int(np.ceil(len(x_train) / batch_size)) * student_epochs
     )
@@ -466,7 +469,9 @@ def run_demo(
         student_profile = profile(student)
 
     print_fn("Grad-CAM overlays ...")
-    _gradcam(model, x_test, y_test, folder, 4 if quick else 8)
+    # The demo net's last 7x7 feature map (the automatic choice would be the 1x1 pooled one).
+    layer = "block3_relu" if arch == "demo" else None
+    _gradcam(model, x_test, y_test, paths["gradcam"], 4 if quick else 10, layer)
 
     print_fn("timing the runtimes ...")
     repeats = 3 if quick else 20

@@ -18,10 +18,10 @@ NAMES = ("train", "quantize", "export", "explain", "distill", "bench", "demo", "
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    """600 real MNIST digits as an .npz, and a small trained demo net saved as .keras."""
+    """1,000 real MNIST digits as an .npz, and a small trained demo net saved as .keras."""
     folder = tmp_path_factory.mktemp("cli")
     (x, y), _ = load_mnist_5k(seed=0)
-    x, y = x[:600], y[:600]
+    x, y = x[:1000], y[:1000]
     npz = folder / "digits.npz"
     np.savez(npz, x=(x[..., 0] * 255).astype("uint8"), y=y)
     keras.utils.set_random_seed(0)
@@ -31,7 +31,7 @@ def digits(tmp_path_factory):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0)
     path = folder / "digits.keras"
     model.save(path)
     return {"folder": folder, "npz": str(npz), "model": str(path), "x": x, "y": y}
@@ -66,7 +66,7 @@ def test_train_an_architecture_on_an_npz(digits, tmp_path, capsys):
     argv = ["train", "demo", "--data", digits["npz"], "--epochs", "1", "--output", str(out)]
     assert cli.main([*argv, "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "test accuracy" in printed and "120 test" in printed
+    assert "test accuracy" in printed and "200 test" in printed
     reloaded = keras.saving.load_model(out)
     assert reloaded.output_shape == (None, 10)
     # The same output again without --force is refused before any training.
@@ -112,7 +112,7 @@ def test_train_mixed_precision(digits, tmp_path):
     ]
     assert cli.main(argv) == 0
     layer = keras.saving.load_model(out).get_layer("block1a_conv")
-    assert layer.dtype_policy.name == "mixed_bfloat16"
+    assert layer.compute_dtype == "bfloat16"
 
 
 def test_train_bad_inputs(digits, tmp_path, capsys):
@@ -211,8 +211,10 @@ def test_quantize_writes_an_int8_file(digits, tmp_path, capsys):
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "int8 TFLite" in printed
-    accuracy = float(printed.split("int8 TFLite ")[1].split()[0])
-    assert accuracy > 0.5
+    float_accuracy = float(printed.split("float Keras ")[1].split(",")[0])
+    int8_accuracy = float(printed.split("int8 TFLite ")[1].split()[0])
+    assert float_accuracy > 0.3  # chance is 0.1
+    assert int8_accuracy >= float_accuracy - 0.1
     assert inspect_tflite(str(out)).int8_tensors
 
 
@@ -225,7 +227,7 @@ def test_explain_writes_a_png(digits, tmp_path, capsys):
     assert cli.main(["explain", digits["model"], str(image), "--out", str(out)]) == 0
     assert "grad_cam: class" in capsys.readouterr().out
     with Image.open(out) as picture:
-        assert picture.size[0] > 28
+        assert picture.size == (28, 28) and picture.mode in ("RGB", "RGBA")
     _fails(["explain", digits["model"], str(image), "--out", str(out)], "--force", capsys)
     _fails(["explain", digits["model"], str(tmp_path / "none.png")], "cannot read image", capsys)
     _fails(["explain", digits["model"], str(image), "--method", "magic"], "--method", capsys)

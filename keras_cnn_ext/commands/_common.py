@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 import tempfile
 
-from keras_cnn_ext.cli import CLIError, _find_builder, parse_shape
+from keras_cnn_ext.cli import CLIError, _call_builder, _find_builder, parse_shape
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -77,8 +76,11 @@ def save_model(model, path):
     folder = os.path.dirname(os.path.abspath(path))
     fd, partial = tempfile.mkstemp(suffix=".partial.keras", dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         model.save(partial)
+        os.chmod(partial, 0o666 & ~umask)  # mkstemp's 0600 is not what a saved model gets
         os.replace(partial, path)
     finally:
         if os.path.exists(partial):
@@ -235,24 +237,7 @@ def build_architecture(name, input_shape, classes, seed=0):
 
         return build_demo_model(input_shape=input_shape, num_classes=classes, seed=seed)
     builder, label = _find_builder(name)
-    try:
-        params = inspect.signature(builder).parameters
-    except (TypeError, ValueError):
-        params = {}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {}
-    for key, value in (("weights", None), ("input_shape", input_shape), ("classes", classes)):
-        if key in params or takes_any:
-            kwargs[key] = value
-    if "input_shape" not in kwargs:
-        raise CLIError(f"{label} does not take an input shape; it cannot be trained on --data.")
-    try:
-        return builder(**kwargs)
-    except Exception as e:
-        raise CLIError(
-            f"could not build {label} for inputs {input_shape} and {classes} classes: "
-            f"{type(e).__name__}: {e}"
-        ) from None
+    return _call_builder(builder, tuple(input_shape), label, classes=classes)
 
 
 def compile_classifier(model, learning_rate, steps, optimizer_name="adam"):
