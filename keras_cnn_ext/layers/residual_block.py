@@ -9,6 +9,9 @@ from keras_cnn_ext.layers.attention import create_attention, is_attention_name
 from keras_cnn_ext.layers.conv_block_base import ConvBlockBase
 from keras_cnn_ext.layers.drop_path import DropPath
 from keras_cnn_ext.layers.factories import layer_spec_name
+from keras_cnn_ext.layers.group_batch_normalization import GroupBatchNormalization
+from keras_cnn_ext.layers.group_conv import GroupConv2D
+from keras_cnn_ext.ops.group_conv import check_group, group_order
 from keras_cnn_ext.utils import (
     check_choice,
     check_input_rank,
@@ -82,6 +85,12 @@ class ResidualBlock(ConvBlockBase):
             `"glorot_uniform"` (Keras' and keras.applications' default).
         data_format: `"channels_last"` or `"channels_first"`; default Keras' global setting.
         seed: int or `None`, the seed of the drop-path masks.
+        group: `None` (default), or `"p4"`/`"p4m"` for a group-equivariant block (Cohen &
+            Welling 2016): the convolutions are group-to-group `GroupConv2D`s, the norm is
+            `GroupBatchNormalization` (only `norm="batch"`), `filters` counts fields (the
+            output has `expansion * filters * |G|` channels), zero padding adds whole fields,
+            and attention is refused (it mixes group channels). Exactly equivariant when every
+            strided map has an odd size (e.g. 33x33 inputs; 32x32 strides an even grid).
 
     Input shape:
         4D tensor `(batch, height, width, channels)` (or channels first).
@@ -118,6 +127,7 @@ class ResidualBlock(ConvBlockBase):
         kernel_initializer="glorot_uniform",
         data_format=None,
         seed=None,
+        group=None,
         **kwargs,
     ):
         super().__init__(
@@ -149,7 +159,16 @@ class ResidualBlock(ConvBlockBase):
         self.drop_path_rate = check_rate(drop_path_rate, "drop_path_rate")
         self.use_bias = bool(use_bias)
         self.seed = check_seed(seed)
-        self.out_channels = self.filters * self.expansion
+        self.group = None if group is None else check_group(group)
+        self.order = 1 if self.group is None else group_order(self.group)
+        if self.group is not None and (self.attention is not None or self.norm != "batch"):
+            raise ValueError(
+                "A group-equivariant block (`group` set) takes `norm='batch'` and no "
+                f"`attention`. Received: group={group!r}, norm={self.norm!r}, "
+                f"attention={self.attention!r}"
+            )
+        self.out_fields = self.filters * self.expansion
+        self.out_channels = self.out_fields * self.order
         preact = self.version == "v2"
 
         # Where the stride goes: keras.applications' v1 strides the first 1x1 convolution of a
@@ -164,12 +183,12 @@ class ResidualBlock(ConvBlockBase):
                     1 if stride_on_1x1 else self.strides,
                     self.dilation_rate,
                 ),
-                (self.out_channels, 1, 1, 1),
+                (self.out_fields, 1, 1, 1),
             ]
         else:
             units = [
                 (self.filters, self.kernel_size, self.strides, self.dilation_rate),
-                (self.out_channels, self.kernel_size, 1, self.dilation_rate),
+                (self.out_fields, self.kernel_size, 1, self.dilation_rate),
             ]
         for _, kernel, stride, dilation in units:
             if kernel > 1 and stride > 1 and dilation > 1:
@@ -240,7 +259,8 @@ class ResidualBlock(ConvBlockBase):
         self.shortcut_conv = self.shortcut_norm = None
 
     def _make_conv(self, filters, kernel, stride, dilation, padding, use_bias, name):
-        return keras.layers.Conv2D(
+        group = {} if self.group is None else {"group": self.group, "lifting": False}
+        return (keras.layers.Conv2D if self.group is None else GroupConv2D)(
             filters,
             kernel,
             strides=stride,
@@ -249,6 +269,19 @@ class ResidualBlock(ConvBlockBase):
             use_bias=use_bias,
             kernel_initializer=self.kernel_initializer,
             data_format=self.data_format,
+            dtype=self.dtype_policy,
+            name=name,
+            **group,
+        )
+
+    def _make_norm(self, name):
+        if self.group is None:
+            return super()._make_norm(name)
+        return GroupBatchNormalization(
+            self.group,
+            data_format=self.data_format,
+            epsilon=self.norm_epsilon,
+            momentum=self.norm_momentum,
             dtype=self.dtype_policy,
             name=name,
         )
@@ -278,7 +311,7 @@ class ResidualBlock(ConvBlockBase):
             # v2's projection reads the pre-activated input and adds to an un-normalised
             # branch, so it has no normalisation of its own (keras.applications ResNet50V2).
             self.shortcut_conv = self._make_conv(
-                self.out_channels, 1, self.strides, 1, "valid", self.use_bias, f"{name}_0_conv"
+                self.out_fields, 1, self.strides, 1, "valid", self.use_bias, f"{name}_0_conv"
             )
             if self.version != "v2":
                 self.shortcut_norm = self._make_norm(f"{name}_0_bn")
@@ -319,7 +352,9 @@ class ResidualBlock(ConvBlockBase):
                 extra = self.out_channels - inputs.shape[self._channel_axis]
                 if extra:
                     paddings = [[0, 0]] * 4
-                    paddings[self._channel_axis] = [extra // 2, extra - extra // 2]
+                    # Whole fields on each side (a group block's channels come |G| a field).
+                    before = extra // self.order // 2 * self.order
+                    paddings[self._channel_axis] = [before, extra - before]
                     shortcut = tf.pad(shortcut, paddings)
         for pad, conv, norm, act in zip(self.pads, self.convs, self.norms, self.acts, strict=True):
             if pad is not None:
@@ -370,6 +405,7 @@ class ResidualBlock(ConvBlockBase):
                 "drop_path_rate": self.drop_path_rate,
                 "use_bias": self.use_bias,
                 "seed": self.seed,
+                "group": self.group,
             }
         )
         return config

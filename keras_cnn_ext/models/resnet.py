@@ -9,8 +9,13 @@ over with `load_keras_applications_weights`.
 
 from __future__ import annotations
 
+import math
+
 import keras
 
+from keras_cnn_ext.layers.group_batch_normalization import GroupBatchNormalization
+from keras_cnn_ext.layers.group_conv import GroupConv2D
+from keras_cnn_ext.layers.group_pooling import GroupPooling
 from keras_cnn_ext.layers.residual_block import ResidualBlock
 from keras_cnn_ext.models.builder import finish_model, named_variant
 from keras_cnn_ext.models.inputs import (
@@ -23,6 +28,7 @@ from keras_cnn_ext.models.parts import apply, make_activation, make_norm
 from keras_cnn_ext.models.registry import register_builder
 from keras_cnn_ext.models.remat import rematerialize
 from keras_cnn_ext.ops.drop_path import drop_path_rates
+from keras_cnn_ext.ops.group_conv import check_group, group_order
 from keras_cnn_ext.utils import make_divisible, normalize_data_format
 
 # depth: (block type, blocks per stage). Stages are conv2..conv5, widths 64, 128, 256, 512.
@@ -138,6 +144,7 @@ def ResNet(
     seed=None,
     data_format=None,
     remat=False,
+    group=None,
 ):
     """Builds a ResNet of any depth of `RESNET_DEPTHS` (ImageNet) or `CIFAR_RESNET_DEPTHS`.
 
@@ -194,6 +201,14 @@ def ResNet(
         remat: recompute each block's activations in the backward pass instead of keeping
             them (`keras_cnn_ext.training.rematerialize`): less training memory for more
             step time; the same weights and gradients. Default False.
+        group: CIFAR depths only: `None` (default), or `"p4"`/`"p4m"` for a group-equivariant
+            ResNet (Cohen & Welling 2016, section 8.2): a lifting `GroupConv2D` stem, blocks of
+            group-to-group convolutions with `GroupBatchNormalization`, and `GroupPooling`
+            (max over the group) before the head, so the features are invariant. Each width is
+            divided by sqrt(|G|) (rounded; fields of |G| channels), as in the paper, so the
+            parameter count stays about the plain one. Exactly equivariant on odd input sizes
+            (e.g. 33x33: every strided map keeps a symmetric grid); at 32x32 the stride-2
+            sampling grid is not symmetric and invariance is approximate.
 
     Returns:
         A functional `keras.Model`.
@@ -218,6 +233,14 @@ def ResNet(
         widths = CIFAR_WIDTHS
     else:
         raise ValueError(f"`depth` must be one of {_accepted_depths()}. Received: depth={depth!r}")
+    if group is not None:
+        group = check_group(group)
+        if not cifar or attention is not None:
+            raise ValueError(
+                "`group` is supported on the CIFAR depths "
+                f"{sorted(CIFAR_RESNET_DEPTHS)} without `attention`. Received: group={group!r}, "
+                f"depth={depth!r}, attention={attention!r}"
+            )
     validate_builder_args(
         include_top=include_top,
         weights=weights,
@@ -242,7 +265,15 @@ def ResNet(
         name = ("se" if is_se else "") + f"resnet{depth}" + ("v2" if version == "v2" else "")
 
     def width(channels):
-        return channels if multiplier == 1.0 else make_divisible(channels * multiplier, 8)
+        channels = channels if multiplier == 1.0 else make_divisible(channels * multiplier, 8)
+        return channels if group is None else max(1, round(channels / math.sqrt(order)))
+
+    order = 1 if group is None else group_order(group)
+
+    def stem_norm(norm_name):
+        if group is None:
+            return make_norm(norm, norm_name, data_format, epsilon=1.001e-5)
+        return GroupBatchNormalization(group, data_format, epsilon=1.001e-5, name=norm_name)
 
     plan = _stage_plan(blocks, cifar, version, output_stride)
     inputs = make_inputs(
@@ -259,7 +290,9 @@ def ResNet(
     )
 
     # Stem.
-    if cifar:
+    if cifar and group is not None:
+        x = GroupConv2D(width(16), 3, group, padding="same", name="conv1_conv", **conv_args)(inputs)
+    elif cifar:
         x = keras.layers.Conv2D(width(16), 3, padding="same", name="conv1_conv", **conv_args)(
             inputs
         )
@@ -267,7 +300,7 @@ def ResNet(
         x = keras.layers.ZeroPadding2D(3, data_format=data_format, name="conv1_pad")(inputs)
         x = keras.layers.Conv2D(width(64), 7, strides=2, name="conv1_conv", **conv_args)(x)
     if not preact:
-        x = apply(make_norm(norm, "conv1_bn", data_format, epsilon=1.001e-5), x)
+        x = apply(stem_norm("conv1_bn"), x)
         x = apply(make_activation(activation, "conv1_relu"), x)
     if not cifar:
         x = keras.layers.ZeroPadding2D(1, data_format=data_format, name="pool1_pad")(x)
@@ -304,12 +337,15 @@ def ResNet(
                 kernel_initializer=kernel_initializer,
                 data_format=data_format,
                 seed=None if seed is None else seed + index,
+                group=group,
                 name=f"conv{stage + 2}_block{b + 1}",
             )(x)
             index += 1
     if preact:
-        x = apply(make_norm(norm, "post_bn", data_format, epsilon=1.001e-5), x)
+        x = apply(stem_norm("post_bn"), x)
         x = apply(make_activation(activation, "post_relu"), x)
+    if group is not None:
+        x = GroupPooling(group, "max", data_format=data_format, name="group_pool")(x)
 
     model = finish_model(
         inputs,

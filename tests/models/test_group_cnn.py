@@ -65,3 +65,38 @@ def test_bad_arguments():
         models.P4CNN(filters=0)
     with pytest.raises(ValueError):
         models.P4CNN(input_shape=(8, 8, 1))
+
+
+@pytest.mark.parametrize("group, n, version", [("p4", 4, "v1"), ("p4m", 8, "v2")])
+def test_cifar_resnet_group_option_is_invariant_on_odd_sizes(group, n, version):
+    model = models.ResNet20(
+        group=group,
+        version=version,
+        input_shape=(33, 33, 3),
+        classes=10,
+        classifier_activation=None,
+    )
+    x = np.random.default_rng(0).uniform(size=(2, 33, 33, 3)).astype("float32")
+    model(x, training=True)
+    logits = np.asarray(model(x))
+    for g in range(1, n):
+        np.testing.assert_allclose(model(transform_image(x, g, group)), logits, atol=1e-5)
+    plain = models.ResNet20(classes=10).count_params()
+    assert abs(model.count_params() - plain) / plain < 0.15  # widths / sqrt(|G|)
+    assert model.get_layer("conv2_block1").get_config()["group"] == group
+
+
+def test_residual_block_group_argument():
+    from keras_cnn_ext.layers import ResidualBlock
+
+    block = ResidualBlock(3, block_type="basic", strides=2, shortcut="zero_pad", group="p4")
+    y = block(np.ones((1, 5, 5, 8), "float32"))
+    assert y.shape == (1, 3, 3, 12)
+    restored = ResidualBlock.from_config(block.get_config())
+    assert restored.group == "p4"
+    with pytest.raises(ValueError, match="`group`"):
+        ResidualBlock(4, group="p4", attention="se")
+    with pytest.raises(ValueError, match="`group`"):
+        models.ResNet18(group="p4")
+    with pytest.raises(ValueError, match="`group`"):
+        models.ResNet20(group="c4")
