@@ -43,6 +43,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=None, help="use only N training digits")
+    parser.add_argument("--test-size", type=int, default=None, help="evaluate on N test digits")
     parser.add_argument("--input-size", type=int, default=32)
     args = parser.parse_args(argv)
 
@@ -56,6 +57,7 @@ def main(argv=None):
 
     (x_train, y_train), (x_test, y_test) = load_mnist_5k()
     x_train, y_train = x_train[: args.train_size], y_train[: args.train_size]
+    x_test, y_test = x_test[: args.test_size], y_test[: args.test_size]
     x_train, x_test = to_rgb32(x_train, args.input_size), to_rgb32(x_test, args.input_size)
     model.compile(
         keras.optimizers.Adam(2e-3),

@@ -355,4 +355,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m keras_cnn_ext.cli`: run the imported module's main, so that the CLIError the
+    # command modules raise (keras_cnn_ext.cli.CLIError) is the class caught there.
+    from keras_cnn_ext.cli import main as _main
+
+    sys.exit(_main())

@@ -34,7 +34,16 @@ def digits(tmp_path_factory):
     model.fit(x, y, batch_size=32, epochs=3, verbose=0)
     path = folder / "digits.keras"
     model.save(path)
-    return {"folder": folder, "npz": str(npz), "model": str(path), "x": x, "y": y}
+    small = folder / "small.npz"  # for the training commands: 160 train / 40 test
+    np.savez(small, x=x[:200], y=y[:200])
+    return {
+        "folder": folder,
+        "npz": str(npz),
+        "small": str(small),
+        "model": str(path),
+        "x": x,
+        "y": y,
+    }
 
 
 def _fails(argv, message, capsys):
@@ -63,10 +72,10 @@ def test_every_subcommand_has_help_without_importing_tensorflow():
 
 def test_train_an_architecture_on_an_npz(digits, tmp_path, capsys):
     out = tmp_path / "lenet.keras"
-    argv = ["train", "demo", "--data", digits["npz"], "--epochs", "1", "--output", str(out)]
+    argv = ["train", "demo", "--data", digits["small"], "--epochs", "1", "--output", str(out)]
     assert cli.main([*argv, "--quiet"]) == 0
     printed = capsys.readouterr().out
-    assert "test accuracy" in printed and "200 test" in printed
+    assert "test accuracy" in printed and "40 test" in printed
     reloaded = keras.saving.load_model(out)
     assert reloaded.output_shape == (None, 10)
     # The same output again without --force is refused before any training.
@@ -79,7 +88,7 @@ def test_train_resumes_from_a_checkpoint_folder(digits, tmp_path, capsys):
         "train",
         digits["model"],
         "--data",
-        digits["npz"],
+        digits["small"],
         "--epochs",
         "1",
         "--quiet",
@@ -101,7 +110,7 @@ def test_train_mixed_precision(digits, tmp_path):
         "train",
         digits["model"],
         "--data",
-        digits["npz"],
+        digits["small"],
         "--epochs",
         "1",
         "--quiet",
@@ -215,7 +224,7 @@ def test_quantize_writes_an_int8_file(digits, tmp_path, capsys):
     int8_accuracy = float(printed.split("int8 TFLite ")[1].split()[0])
     assert float_accuracy > 0.3  # chance is 0.1
     assert int8_accuracy >= float_accuracy - 0.1
-    assert inspect_tflite(str(out)).int8_tensors
+    assert inspect_tflite(str(out))["int8_tensors"]
 
 
 def test_explain_writes_a_png(digits, tmp_path, capsys):
@@ -312,3 +321,17 @@ def test_truncated_and_corrupt_model_files(digits, tmp_path, capsys):
 def test_summary_json_still_parses(digits, capsys):
     assert cli.main(["summary", digits["model"], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["totals"]["macs"] > 0
+
+
+def test_errors_of_command_modules_under_python_dash_m():
+    # `python -m keras_cnn_ext.cli` runs the module as __main__: the commands' CLIError must
+    # still be caught (one line, status 2, no traceback).
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_cnn_ext.cli", "bench", "m.keras", "--runtimes", "foo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("keras-cnn-ext bench: error: --runtimes")
+    assert "Traceback" not in result.stderr

@@ -18,7 +18,7 @@ def _load(name):
 
 def test_applications_model_gets_se_blocks_and_an_adaptive_head():
     example = _load("applications_with_our_layers")
-    result = example.main(["--epochs", "1", "--train-size", "128"])
+    result = example.main(["--epochs", "1", "--train-size", "64", "--test-size", "64"])
     # MobileNet has 13 pointwise convolutions: one SE block after each.
     assert len(result["se_blocks"]) == 13
     assert result["model"].get_layer("adaptive_pool").output.shape[1:3] == (2, 2)
@@ -36,7 +36,9 @@ def test_every_architecture_family_builds_and_runs(capsys):
     assert "| resnet20 |" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("family", ["alexnet", "vgg11", "seresnet18", "densenetbc"])
+# AlexNet needs at least 67x67 inputs and DenseNet-BC is slow to build: the example's default
+# run covers them; here the other families at 32x32.
+@pytest.mark.parametrize("family", ["vgg11", "seresnet18"])
 def test_remaining_families_build(family):
     example = _load("architecture_families")
     (row,) = example.main(["--input-size", "32", "--families", family])

@@ -11,6 +11,21 @@ from keras_cnn_ext.cli import CLIError, _call_builder, _find_builder, parse_shap
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
+def positive_float(option):
+    """An argparse `type` for `option` that accepts numbers > 0."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = 0.0
+        if not value > 0.0:
+            raise CLIError(f"{option} must be a positive number. Received: {text}")
+        return value
+
+    return parse
+
+
 def add_data_argument(parser, required=False, what="training"):
     parser.add_argument(
         "--data",

@@ -53,7 +53,10 @@ def add_arguments(parser):
         "--temperature", type=_temperature, default=4.0, help="softmax temperature (4)"
     )
     parser.add_argument(
-        "--learning-rate", type=float, default=2e-3, help="peak learning rate (0.002)"
+        "--learning-rate",
+        type=_common.positive_float("--learning-rate"),
+        default=2e-3,
+        help="peak learning rate (0.002)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument(

@@ -25,7 +25,10 @@ def add_arguments(parser):
         "--batch-size", type=positive_int("--batch-size"), default=64, help="default 64"
     )
     parser.add_argument(
-        "--learning-rate", type=float, default=1e-4, help="fine-tuning learning rate (1e-4)"
+        "--learning-rate",
+        type=_common.positive_float("--learning-rate"),
+        default=1e-4,
+        help="fine-tuning learning rate (1e-4)",
     )
     parser.add_argument(
         "--output", default=None, help="the int8 .tflite file (default: <model>_int8.tflite)"

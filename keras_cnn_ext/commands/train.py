@@ -25,19 +25,6 @@ def _fraction(text):
     return value
 
 
-def _positive_float(option):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            value = 0.0
-        if not value > 0.0:
-            raise CLIError(f"{option} must be a positive number. Received: {text}")
-        return value
-
-    return parse
-
-
 def add_arguments(parser):
     parser.add_argument(
         "target",
@@ -54,7 +41,7 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--learning-rate",
-        type=_positive_float("--learning-rate"),
+        type=_common.positive_float("--learning-rate"),
         default=2e-3,
         help="peak learning rate of Adam, cosine-decayed to 0 (default 0.002)",
     )
