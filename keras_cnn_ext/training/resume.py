@@ -316,6 +316,10 @@ class ExactBackupAndRestore(keras.callbacks.Callback):
         self.delete_checkpoint = bool(delete_checkpoint)
         self.resumed_from = None  # (epoch, step) restored by the last `fit`, None if fresh
         self._batches = 0  # training batches since the first run began (saved, restored)
+        if save_freq == "epoch":
+            # No batch hook: Keras then dispatches batch callbacks asynchronously instead of
+            # waiting on every step (10% of a LeNet-5 epoch here). Epochs give the position.
+            self.on_train_batch_end = keras.callbacks.Callback.on_train_batch_end.__get__(self)
 
     # ---- what is saved -------------------------------------------------------------------
     def _state_variables(self):
@@ -490,6 +494,12 @@ class ExactBackupAndRestore(keras.callbacks.Callback):
         epoch, step = 0, 0
         if info is not None:
             epoch, step = self._load(info)
+            if step and self.save_freq == "epoch":
+                raise ValueError(
+                    f"The checkpoint in `backup_dir` {self.backup_dir!r} was taken inside epoch "
+                    f"{epoch} (step {step}); resuming it needs an integer `save_freq` (steps), "
+                    "as the run that wrote it had. Received: save_freq='epoch'"
+                )
             self.resumed_from = (epoch, step)
             # `fit` reads `_initial_epoch` right after on_train_begin (as BackupAndRestore uses).
             self.model._initial_epoch = epoch
@@ -507,6 +517,8 @@ class ExactBackupAndRestore(keras.callbacks.Callback):
             self._save(None)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch" and self.data is not None:
+            self._batches = (epoch + 1) * self.data.steps_per_epoch  # whole epochs only
         self._save(epoch)
 
     def on_train_end(self, logs=None):

@@ -32,6 +32,9 @@ LAYERS = {
     "DropPath": {"rate": 0.2, "seed": 1},
     "EfficientChannelAttention": {},
     "FractionalMaxPooling2D": {"pooling_ratio": 1.5, "seed": 1},
+    "GroupBatchNormalization": {"group": "p4"},
+    "GroupConv2D": {"filters": 4, "kernel_size": 3, "group": "p4", "padding": "same"},
+    "GroupPooling": {"group": "p4"},
     "GroupedConv2D": {"filters": 8, "kernel_size": 3, "groups": 2, "padding": "same"},
     "LocalResponseNormalization": {},
     "RandomErasing": {"probability": 1.0, "value_range": (0.0, 1.0), "seed": 1},
@@ -94,7 +97,9 @@ def _all_layers_model():
 
 def _train_step(model, x, y, policy):
     model.compile(
-        optimizer=loss_scale_optimizer(keras.optimizers.SGD(0.01), policy),
+        # Keras' default initial loss scale (2**15) makes the first float16 steps overflow
+        # (and be skipped) in a 22-branch model; 2**8 lets the very first step apply.
+        optimizer=loss_scale_optimizer(keras.optimizers.SGD(0.01), policy, initial_scale=2.0**8),
         loss="sparse_categorical_crossentropy",
     )
     before = [np.array(w) for w in model.trainable_weights]

@@ -213,3 +213,18 @@ def _data():
 def test_steps_per_epoch_must_match_the_data(tmp_path):
     with pytest.raises(ValueError, match="steps_per_epoch"):
         _fit(tmp_path, steps=1)
+
+
+def test_epoch_frequency_has_no_batch_hook_and_resumes_at_epochs(tmp_path):
+    data = _data()
+    backup = ExactBackupAndRestore(tmp_path, data=data)
+    # Keras dispatches batch hooks asynchronously only when none is overridden.
+    assert getattr(backup.on_train_batch_end, "_is_default", False)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    model.fit(data.dataset, epochs=2, steps_per_epoch=2, callbacks=[backup], verbose=0)
+    assert backup._batches == 4
+    # A mid-epoch checkpoint (written with save_freq in steps) needs save_freq in steps.
+    _fit(tmp_path / "mid", save_freq=1, delete_checkpoint=False, epochs=1)
+    pointer = json.loads((tmp_path / "mid" / resume_module.POINTER).read_text())
+    assert (pointer["epoch"], pointer["step"]) == (1, 0)
