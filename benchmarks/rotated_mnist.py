@@ -82,6 +82,13 @@ def train(model, x, y, epochs, seed):
         metrics=["accuracy"],
     )
     model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, validation_split=0.0)
+    # Re-estimate the batch-norm statistics on 2,000 training digits in one pass: after a few
+    # hundred steps the moving averages (momentum 0.99) still lag the weights, which left both
+    # networks near 10-20% test accuracy here while their training-mode accuracy was far higher.
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(x[:2000], training=True)
     return model
 
 

@@ -272,6 +272,5 @@ def add_group_bias(inputs, bias, group="p4", data_format=None):
     n = group_order(group)
     data_format = normalize_data_format(data_format)
     bias = tf.repeat(tf.cast(bias, inputs.dtype), n)
-    if data_format == "channels_first":
-        bias = tf.reshape(bias, (1, -1, 1, 1))
-    return inputs + bias
+    fmt = "NCHW" if data_format == "channels_first" else "NHWC"
+    return tf.nn.bias_add(inputs, bias, data_format=fmt)  # BiasAddGrad, as Keras' Conv2D
