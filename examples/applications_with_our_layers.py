@@ -64,7 +64,8 @@ def main(argv=None):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    model.fit(x_train, y_train, batch_size=64, epochs=args.epochs, verbose=2)
+    if args.epochs:  # 0: build and evaluate only
+        model.fit(x_train, y_train, batch_size=64, epochs=args.epochs, verbose=2)
     accuracy = float(model.evaluate(x_test, y_test, verbose=0)[1])
     print(f"test accuracy {accuracy:.4f}")
     return {"se_blocks": se_blocks, "model": model, "accuracy": accuracy}
