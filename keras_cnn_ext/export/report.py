@@ -45,11 +45,14 @@ class ExportReport:
             `"qat"` (a quantization-aware model's own ranges); ONNX: `None` or `"qdq"`.
         runtime: the runtime that ran the file for verification, with its version.
         verified: whether the file was run and compared (`verify=True`).
-        passed: whether the comparison stayed within `tolerance` (`None` when not verified).
+        passed: whether the comparison stayed within `tolerance` and, where
+            `min_top1_agreement` is set, kept at least that top-1 agreement (`None` when not
+            verified).
         max_abs_diff: the largest absolute difference between the file's outputs and Keras'.
         tolerance: the accepted `max_abs_diff`.
         top1_agreement: the fraction of samples whose arg-max (over the last axis) agrees, for
             outputs with more than one class; `None` otherwise.
+        min_top1_agreement: the least accepted `top1_agreement` (`None`: not checked).
         num_samples: how many samples were compared.
         samples: where they came from (`sample_data`, the calibration data, or a random range:
             a QAT file's own input quantization range, else [0, 1)).
@@ -84,6 +87,7 @@ class ExportReport:
     max_abs_diff: float | None = None
     tolerance: float | None = None
     top1_agreement: float | None = None
+    min_top1_agreement: float | None = None
     num_samples: int = 0
     samples: str | None = None
     ops: dict = dataclasses.field(default_factory=dict)
@@ -120,6 +124,7 @@ class ExportReport:
             ("max abs diff vs Keras", self.max_abs_diff),
             ("tolerance", self.tolerance),
             ("top-1 agreement", self.top1_agreement),
+            ("least accepted top-1 agreement", self.min_top1_agreement),
             ("samples", f"{self.num_samples} ({self.samples})" if self.samples else 0),
             ("int8 tensors", len(self.int8_tensors)),
             ("float ops", ", ".join(f"{k} x{v}" for k, v in sorted(self.float_ops.items()))),
@@ -156,8 +161,13 @@ def _json_default(value):
     return str(value)
 
 
-def compare(report, actual, expected, tolerance):
-    """Fills `report`'s comparison fields from lists of runtime and Keras output arrays."""
+def compare(report, actual, expected, tolerance, min_top1_agreement=None):
+    """Fills `report`'s comparison fields from lists of runtime and Keras output arrays.
+
+    The file passes when its max abs difference is within `tolerance` and, where
+    `min_top1_agreement` is given and the outputs have classes, its top-1 agreement is at least
+    that.
+    """
     if len(actual) != len(expected):
         raise AssertionError(
             f"The exported file has {len(actual)} outputs; the Keras model has {len(expected)}."
@@ -184,6 +194,10 @@ def compare(report, actual, expected, tolerance):
     report.top1_agreement = min(agreements) if agreements else None
     report.num_samples = int(len(expected[0])) if expected else 0
     report.passed = bool(report.max_abs_diff <= tolerance)
+    if min_top1_agreement is not None:
+        report.min_top1_agreement = float(min_top1_agreement)
+        if report.top1_agreement is not None:
+            report.passed = report.passed and report.top1_agreement >= min_top1_agreement
     return report
 
 

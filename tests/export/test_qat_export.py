@@ -6,7 +6,10 @@ import tensorflow as tf
 from export_models import make_float_model
 
 from keras_cnn_ext.export import run_onnx, run_tflite, to_onnx, to_tflite
+from keras_cnn_ext.export import tflite as tflite_module
 from keras_cnn_ext.export.onnx import nudged_quantization
+from keras_cnn_ext.export.report import VerificationError
+from keras_cnn_ext.export.tflite import QAT_MIN_TOP1_AGREEMENT, QAT_TOLERANCE_STEPS
 
 
 def _inputs(n=32, seed=1):
@@ -60,7 +63,9 @@ def test_qat_tflite_matches_the_qat_model_within_one_output_step(qat_model, qat_
     step = 8.0 / 255  # the output fake-quant's range (-4, 4) over 255 steps
     assert np.max(np.abs(out - expected)) <= step + 1e-6
     assert np.mean(out.argmax(-1) == expected.argmax(-1)) >= 0.99
-    assert report.tolerance == pytest.approx(1.001 * step + 1e-6, rel=1e-6)
+    # The default acceptance: QAT_TOLERANCE_STEPS output steps and 90% top-1 agreement.
+    assert report.tolerance == pytest.approx(QAT_TOLERANCE_STEPS * step + 1e-6, rel=1e-6)
+    assert report.min_top1_agreement == QAT_MIN_TOP1_AGREEMENT
 
 
 def test_qat_tflite_int8_io(qat_model, tmp_path):
@@ -138,3 +143,71 @@ def test_quantize_model_output_exports_to_both_formats(tmp_path):
     onnx = to_onnx(qat, tmp_path / "qat.onnx", sample_data=x)
     assert onnx.quantization == "qdq" and onnx.passed, onnx.to_markdown()
     assert onnx.ops.get("QuantizeLinear", 0) >= 2 and onnx.int8_tensors
+
+
+@pytest.fixture(scope="module")
+def softmax_lenet():
+    """A QAT LeNet-5 + BN ending in an int8 softmax, briefly trained on real MNIST digits."""
+    import keras
+
+    from keras_cnn_ext.datasets import load_mnist_5k
+    from keras_cnn_ext.models import LeNet5
+    from keras_cnn_ext.quantization import quantize_model
+
+    (x, y), _ = load_mnist_5k()
+    keras.utils.set_random_seed(3)
+    model = LeNet5("modern", input_shape=(28, 28, 1), padding="same", norm="batch")
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
+    model.fit(x[:2000], y[:2000], batch_size=128, epochs=2, verbose=0)
+    qat = quantize_model(model)
+    qat.compile(keras.optimizers.Adam(3e-4), "sparse_categorical_crossentropy")
+    qat.fit(x[:1000], y[:1000], batch_size=128, epochs=1, verbose=0)
+    return qat, x[2000:2064]
+
+
+def test_softmax_headed_qat_model_passes_the_default_verification(softmax_lenet, tmp_path):
+    qat, digits = softmax_lenet
+    for sample_data in (None, digits):  # random inputs in the input range, then real digits
+        report = to_tflite(qat, tmp_path / "softmax.tflite", sample_data=sample_data)
+        assert report.ops.get("SOFTMAX") == 1 and report.float_ops == {}, report.ops
+        # One step at the softmax's int8 input moves a probability by up to half that step,
+        # several of the output's 1/256 steps: the tolerance is counted in those.
+        print(f"softmax LeNet ({report.samples}): {report.max_abs_diff:.4f} <= "
+              f"{report.tolerance:.4f}, top-1 {report.top1_agreement}")  # fmt: skip
+        assert report.passed and report.tolerance > QAT_TOLERANCE_STEPS / 256
+
+
+def _tampered(scale_of):
+    """A `_convert` that multiplies one quantization scale (picked by `scale_of`) by 1.5."""
+    real = tflite_module._convert
+
+    def convert(converter, model, nodes):
+        flatbuffer = real(converter, model, nodes)
+        scales = np.asarray(scale_of(flatbuffer), dtype=np.float32)
+        old = scales.tobytes()
+        assert flatbuffer.count(old) >= 1
+        return flatbuffer.replace(old, (scales * np.float32(1.5)).tobytes())
+
+    return convert
+
+
+def _scales(flatbuffer, op_name, which):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    op = next(o for o in interpreter._get_ops_details() if o["op_name"] == op_name)
+    index = op["inputs"][which]
+    return tensors[index]["quantization_parameters"]["scales"]
+
+
+def test_a_tampered_qat_file_fails_the_default_verification(softmax_lenet, tmp_path, monkeypatch):
+    op = "CONV_2D"  # the first convolution's per-channel weight scales, x1.5
+    monkeypatch.setattr(tflite_module, "_convert", _tampered(lambda fb: _scales(fb, op, 1)))
+    path = tmp_path / "tampered.tflite"
+    with pytest.raises(VerificationError, match="Nothing was written") as error:
+        to_tflite(softmax_lenet[0], path, sample_data=softmax_lenet[1])
+    report = error.value.report
+    print(f"{op} weight scales x1.5: {report.max_abs_diff:.4f} > {report.tolerance:.4f}, "
+          f"top-1 {report.top1_agreement}")  # fmt: skip
+    assert not report.passed and not path.exists()
