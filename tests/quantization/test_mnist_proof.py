@@ -49,9 +49,8 @@ def converted(request, mnist, tmp_path_factory):
         quantization="int8",
         representative_data=x_train[:200],
     )
-    # `to_tflite` checks one output step on random inputs; ResNet-20 can exceed it on a few
-    # logits (see the agreement test), so the tests here judge the file on real digits.
-    qat = to_tflite(trained["qat"], folder / "qat.tflite", on_mismatch="warn")
+    # The default verification: random inputs, 4 output steps, 90% top-1 agreement.
+    qat = to_tflite(trained["qat"], folder / "qat.tflite")
     return request.param, trained, float_file, ptq, qat
 
 
@@ -70,7 +69,7 @@ def test_int8_accuracy_within_half_a_point_of_float(converted, mnist):
 
 def test_every_op_builtin_and_every_conv_dense_int8(converted):
     name, _, _, _, qat = converted
-    assert qat.quantization == "qat" and (qat.passed or name != "lenet")
+    assert qat.quantization == "qat" and qat.passed
     rows = op_table(qat.path)
     assert {op for op, _, _ in rows} <= BUILTIN, qat.ops
     listed = []
@@ -118,8 +117,8 @@ def test_tflite_agrees_with_the_qat_model_within_one_output_step(converted, mnis
         assert steps.max() <= 1.001
         return
     # Deeper, one-step rounding flips inside (float32 fake quant against TFLite's integer
-    # requantization and its LOGISTIC table in the nine SE gates) grow by the logits: measured
-    # up to 5 steps, 97-99% of logits within one step and 97.8-99.1% top-1 agreement for this
-    # under-trained (56-67% accurate) half-width net. A known gap, reported, not hidden.
-    if agreement < 0.99 or within < 0.99:
-        pytest.xfail(f"ResNet-20: agreement {agreement:.4f}, within one step {within:.4f}")
+    # requantization and its LOGISTIC table in the nine SE gates) propagate to the logits, so
+    # ResNet-20 is held to a measured bound instead of one step: measured (quarter width, 95.8%
+    # accurate) 99.8% top-1 agreement, 98.7% of logits within one step, at most 3 steps.
+    assert agreement >= 0.99
+    assert within >= 0.98 and steps.max() <= 4.001
