@@ -72,6 +72,10 @@ def _expand(model, config):
             return expander(copy, args[0], training=training)
         if transforms.needs_activation_split(copy) and not config.skipped(original):
             return transforms.split_activation(copy, args[0])
+        if not config.skipped(original):
+            pooled = transforms.quantizable_adaptive_average_pooling(copy, args[0])
+            if pooled is not None:
+                return pooled
         return copy(*args, **kwargs)
 
     flat = surgery.transform(model, call_function, inline=True)

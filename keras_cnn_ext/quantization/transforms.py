@@ -6,8 +6,10 @@ Two small families, as TFMOT's `default_8bit_transforms.py`:
   (copies with its weights), so every conv, normalisation, activation and addition inside gets
   its own quantizer: `ResidualBlock` (including its option-A zero-padded shortcut),
   `SeparableConvBlock`, `SqueezeExcitation` (global mean, two dense layers, the gate, the
-  multiply). A conv/dense with a fused activation other than ReLU/ReLU6 is split into the
-  linear layer and an `Activation`, so its output range is learned before the non-linearity.
+  multiply). An `AdaptiveAveragePooling2D` whose bins one pooling op makes becomes that
+  Keras pooling layer (TFLite MEAN / AVERAGE_POOL_2D, which quantize). A conv/dense with a
+  fused activation other than ReLU/ReLU6 is split into the linear layer and an `Activation`,
+  so its output range is learned before the non-linearity.
 - **Patterns** drop the fake quant on a layer's output where TFLite fuses it with its consumer:
   Conv/Depthwise/Dense + BatchNorm (the converter folds BN), any of those or Add + ReLU/ReLU6
   (fused activation), and the inputs of a Concatenate (one shared range, the concatenation's:
@@ -19,6 +21,7 @@ from __future__ import annotations
 import keras
 
 from keras_cnn_ext import layers as ours
+from keras_cnn_ext.ops.adaptive_pool.bins import single_window
 from keras_cnn_ext.quantization.channel_pad import ChannelPad
 from keras_cnn_ext.quantization.folding import FoldedConvBatchNorm
 from keras_cnn_ext.quantization.registry import FUSED_ACTIVATIONS
@@ -115,6 +118,38 @@ def expand_squeeze_excitation(se, x, training=None):
     shape = (channels, 1, 1) if se.data_format == "channels_first" else (1, 1, channels)
     s = keras.layers.Reshape(shape, name=f"{name}_reshape")(s)
     return keras.layers.Multiply(name=f"{name}_scale")([x, s])
+
+
+def quantizable_adaptive_average_pooling(layer, x):
+    """A builtin-pooling equivalent of an `AdaptiveAveragePooling2D` on `x`, or None.
+
+    The float layer's `(1, 1)` average is a batched matmul on CPU (fast, but the TFLite
+    converter leaves it float, and with it everything after). In the QAT copy it becomes a
+    `GlobalAveragePooling2D(keepdims=True)` (TFLite `MEAN`, int8) and any case whose bins are
+    the windows of one strided pooling (e.g. 4x4 -> 2x2, 7x7 -> 3x3) an `AveragePooling2D`
+    (`AVERAGE_POOL_2D`, int8): the same averages. None for bins no single pooling op makes,
+    or for spatial sizes unknown until run time.
+    """
+    if type(layer) is not ours.AdaptiveAveragePooling2D:
+        return None
+    axes = (1, 2) if layer.data_format == "channels_last" else (2, 3)
+    sizes = [x.shape[a] for a in axes]
+    if None in sizes:
+        return None
+    output_size = tuple(
+        n if m is None else m for n, m in zip(sizes, layer.output_size, strict=True)
+    )
+    if output_size == (1, 1):
+        return keras.layers.GlobalAveragePooling2D(
+            data_format=layer.data_format, keepdims=True, name=layer.name
+        )(x)
+    window = single_window(sizes, output_size)
+    if window is None:
+        return None
+    ksize, strides, padding = window
+    return keras.layers.AveragePooling2D(
+        ksize, strides, padding.lower(), data_format=layer.data_format, name=layer.name
+    )(x)
 
 
 def activation_name(layer):
