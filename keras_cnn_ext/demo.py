@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from keras_cnn_ext import layers as kce_layers
+from keras_cnn_ext.atomic import atomic_path
 
 FILES = {
     "model": "model.keras",
@@ -130,10 +131,8 @@ def _figures(folder, history, qat_history, matrix, names, sizes, accuracies):
     from keras_cnn_ext.interpret.plot import _check_path  # noqa: F401 - plot extra present
 
     def save(fig, key):
-        path = os.path.join(folder, FILES[key])
-        partial = path + ".partial.png"
-        fig.savefig(partial, dpi=100, bbox_inches="tight")
-        os.replace(partial, path)
+        with atomic_path(os.path.join(folder, FILES[key]), suffix=".png") as partial:
+            fig.savefig(partial, dpi=100, bbox_inches="tight")
 
     fig = Figure(figsize=(9, 3.4))
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -562,9 +561,7 @@ def run_demo(
     }
     report = _report(metrics, table)
     for key, text in (("metrics", json.dumps(metrics, indent=1, default=str)), ("report", report)):
-        partial = paths[key] + ".partial"
-        with open(partial, "w") as f:
+        with atomic_path(paths[key]) as partial, open(partial, "w") as f:
             f.write(text + "\n")
-        os.replace(partial, paths[key])
     print_fn(f"total {seconds['total']:.0f} s; wrote {folder}/ (open {FILES['report']})")
     return metrics

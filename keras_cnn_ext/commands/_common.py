@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
 from keras_cnn_ext.cli import CLIError, _call_builder, _find_builder, parse_shape
 
@@ -88,18 +87,10 @@ def prepare_output_dir(path, force):
 
 def save_model(model, path):
     """Saves a `.keras` file atomically (a temporary file in the same folder, then a rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, partial = tempfile.mkstemp(suffix=".partial.keras", dir=folder)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
+    from keras_cnn_ext.atomic import atomic_path
+
+    with atomic_path(path, suffix=".keras") as partial:
         model.save(partial)
-        os.chmod(partial, 0o666 & ~umask)  # mkstemp's 0600 is not what a saved model gets
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
     return path
 
 

@@ -196,8 +196,8 @@ def run(args):
     table = format_rows(rows, args.batch_size)
     print(table)
     if args.output:
-        folder = os.path.dirname(os.path.abspath(args.output))
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".partial") as f:
+        from keras_cnn_ext.atomic import atomic_path
+
+        with atomic_path(args.output) as partial, open(partial, "w") as f:
             f.write(table + "\n")
-        os.replace(f.name, args.output)
     return 0

@@ -9,9 +9,10 @@ half-written PNG where the user's file was.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
+
+from keras_cnn_ext.atomic import atomic_path
 
 
 def _matplotlib():
@@ -39,16 +40,8 @@ def _check_path(path, name="path"):
 
 
 def _atomic_write(path, write):
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(handle)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 
