@@ -28,6 +28,8 @@ class ScaledSwish(keras.layers.Layer):
         self.beta = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="beta")
 
     def call(self, inputs):
+        # The contract's integer-input check: cast integer images to the compute dtype first.
+        inputs = keras.ops.cast(inputs, self.compute_dtype)
         return inputs * keras.ops.sigmoid(self.beta * inputs)
 
     def compute_output_shape(self, input_shape):
