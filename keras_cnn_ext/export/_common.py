@@ -7,11 +7,12 @@ import copy
 import numbers
 import os
 import re
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_cnn_ext.atomic import atomic_path
 
 # Op types the TF fake-quant functions trace to. A graph holding one is a quantization-aware model:
 # the converter reads its ranges instead of calibrating (TFMOT's QAT models export the same way).
@@ -62,23 +63,16 @@ def check_output_path(path, name="path"):
 def atomic_file(path, data):
     """Writes `data` to a temporary file beside `path` and yields the temporary path.
 
-    When the `with` body finishes without an exception the temporary file replaces `path` in one
-    `os.replace` (atomic on POSIX and Windows); otherwise it is deleted. Either way `path` itself
-    is never half written, and an existing file there survives any failure untouched.
+    Built on `keras_cnn_ext.atomic.atomic_path`: when the `with` body (the verification) finishes
+    without an exception the temporary file replaces `path` in one rename; otherwise it is
+    deleted, and an existing file at `path` survives untouched.
     """
-    folder, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{base}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
 
 
 # --- the model's inputs and graph ----------------------------------------------------------------
