@@ -350,6 +350,7 @@ def run_demo(
     from keras_cnn_ext.distillation import distill
     from keras_cnn_ext.export import run_onnx, run_tflite, to_onnx, to_tflite
     from keras_cnn_ext.quantization import quantize_model
+    from keras_cnn_ext.training import recalibrate_batch_norm
 
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive integer. Received: {epochs!r}")
@@ -387,8 +388,12 @@ def run_demo(
         epochs=epochs,
         validation_data=(x_test, y_test),
         callbacks=callbacks,
+        shuffle=False,  # the pipeline shuffles; Keras warns about shuffle=True on a dataset
         verbose=verbose,
     ).history
+    # The moving averages trail the weights (most after a short run): recompute them from the
+    # un-augmented training images under the final weights.
+    recalibrate_batch_norm(model, x_train, batch_size=256)
     seconds["train"] = time.perf_counter() - tick
     probabilities = model.predict(x_test, batch_size=256, verbose=0)
     float_accuracy = _accuracy(probabilities, y_test)
@@ -415,7 +420,10 @@ def run_demo(
     qat_x, qat_y = (x_train[:1000], y_train[:1000]) if quick else (x_train, y_train)
     _common.compile_classifier(qat, 1e-4, int(np.ceil(len(qat_x) / batch_size)) * qat_epochs)
     qat_history = qat.fit(
-        _augmented(qat_x, qat_y, batch_size, seed + 1), epochs=qat_epochs, verbose=verbose
+        _augmented(qat_x, qat_y, batch_size, seed + 1),
+        epochs=qat_epochs,
+        shuffle=False,
+        verbose=verbose,
     ).history
     seconds["qat"] = time.perf_counter() - tick
 
@@ -456,6 +464,7 @@ def run_demo(
         seed=seed,
         verbose=verbose,
     )
+    recalibrate_batch_norm(student, x_train, batch_size=256)
     seconds["distill"] = time.perf_counter() - tick
     accuracy["student"] = _accuracy(student.predict(x_test, batch_size=256, verbose=0), y_test)
     print_fn(

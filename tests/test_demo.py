@@ -55,14 +55,13 @@ def test_quick_demo_metrics_and_runtimes(quick_demo):
     _, folder = quick_demo
     metrics = json.loads((folder / FILES["metrics"]).read_text())
     accuracy = metrics["accuracy"]
-    # Chance is 0.1. After the quick budget (2 epochs on 1,500 digits) the float model's
-    # BatchNorm moving statistics still lag its weights: runs measured 0.30 and 0.386 for the
-    # float runtimes while the QAT fine-tuned int8 file reached 0.93. So the float runtimes must
-    # beat 2x chance and the int8 file (statistics settled by the QAT epoch) 5x.
-    for key in ("keras_float", "tflite_float", "onnx"):
-        assert accuracy[key] > 0.2, (key, accuracy)
-    assert accuracy["tflite_int8"] > 0.5, accuracy
-    assert accuracy["student"] > 0.3, accuracy  # 3 epochs on 1,500 digits from a weak teacher
+    # Chance is 0.1. The quick budget is 2 epochs on 1,500 digits; the demo re-estimates the
+    # BatchNorm statistics after training (they trail the weights after so few steps: 0.30 to
+    # 0.39 without that; 0.93 with it, and 0.91 for the int8 file), so every runtime must be
+    # far above chance.
+    for key in ("keras_float", "tflite_float", "onnx", "tflite_int8"):
+        assert accuracy[key] > 0.8, (key, accuracy)
+    assert accuracy["student"] > 0.5, accuracy  # 3 epochs on 1,500 digits: 0.68 measured
     assert abs(accuracy["tflite_float"] - accuracy["keras_float"]) < 0.01
     assert metrics["params"] > metrics["student_params"] > 0 and metrics["macs"] > 0
     assert set(metrics["latency_ms"]) == {"keras", "tflite", "tflite-int8", "onnx", "student"}
@@ -74,12 +73,12 @@ def test_quick_demo_metrics_and_runtimes(quick_demo):
     float_out = run_tflite(str(folder / FILES["tflite_float"]), x)[0]
     np.testing.assert_allclose(float_out, expected, atol=1e-4)
     int8_out = run_tflite(str(folder / FILES["tflite_int8"]), x)[0]
-    assert np.mean(int8_out.argmax(-1) == y) > 0.5
+    assert np.mean(int8_out.argmax(-1) == y) > 0.8
     session = ort.InferenceSession(str(folder / FILES["onnx"]), providers=["CPUExecutionProvider"])
     onnx_out = session.run(None, {session.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(onnx_out, expected, atol=1e-4)
     student = keras.saving.load_model(folder / FILES["student"])
-    assert np.mean(student.predict(x, verbose=0).argmax(-1) == y) > 0.3
+    assert np.mean(student.predict(x, verbose=0).argmax(-1) == y) > 0.5
 
 
 def test_quick_demo_report_links_only_existing_files(quick_demo):

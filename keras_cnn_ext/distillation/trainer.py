@@ -551,6 +551,7 @@ def distill(
             epochs=epochs,
             validation_data=validation_data,
             callbacks=callbacks,
+            shuffle=False,  # the dataset shuffles itself (Keras warns about shuffle=True on one)
             verbose=verbose,
         )
     finally:

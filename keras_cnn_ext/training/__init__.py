@@ -1,10 +1,15 @@
 """Training at scale: precision policies, rematerialization, gradient accumulation, multi-worker
-`fit`, exact resume after a kill, segmentation losses and schedule recipes."""
+`fit`, exact resume after a kill, BatchNormalization recalibration, segmentation losses and schedule
+recipes."""
 
 from keras_cnn_ext.models.remat import (  # noqa: F401
     rematerialize,
     rematerialized_layers,
     unrematerialize,
+)
+from keras_cnn_ext.training.batch_norm import (  # noqa: F401
+    batch_norm_layers,
+    recalibrate_batch_norm,
 )
 from keras_cnn_ext.training.losses import DiceLoss, JaccardLoss, focal_loss  # noqa: F401
 from keras_cnn_ext.training.multi_worker import (  # noqa: F401
