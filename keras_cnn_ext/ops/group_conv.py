@@ -180,6 +180,27 @@ def _bank_indices(group, kh, kw, lifting):
     return np.stack(rows).astype(np.int32)
 
 
+# Banks up to this many weights are expanded with one gather from a precomputed flat index
+# (an int32 constant as large as the bank: 1 MiB at the limit); larger ones with a gather over
+# the spatial/group axes and a transpose, whose index is independent of the channel counts.
+FLAT_GATHER_MAX_WEIGHTS = 1 << 18
+
+
+@functools.cache
+def _flat_bank_indices(group, kh, kw, c_in, filters, lifting):
+    """Flat indices into `kernel` (any shape, flattened) giving the whole bank, flattened."""
+    n = GROUP_ORDERS[group]
+    g_in = 1 if lifting else n
+    # (G, kh, kw, G_in) -> (kh, kw, 1, G_in, 1, G): the source position of each bank weight.
+    source = _bank_indices(group, kh, kw, lifting).reshape(n, kh, kw, g_in)
+    source = source.transpose(1, 2, 3, 0)[:, :, None, :, None, :]
+    i, j, h = source // (kw * g_in), (source // g_in) % kw, source % g_in
+    c = np.arange(c_in).reshape(1, 1, c_in, 1, 1, 1)
+    f = np.arange(filters).reshape(1, 1, 1, 1, filters, 1)
+    flat = (((i * kw + j) * c_in + c) * g_in + h) * filters + f  # (kh, kw, C, G_in, F, G)
+    return flat.reshape(-1).astype(np.int32)
+
+
 def expand_filter_bank(kernel, group="p4", lifting=True):
     """Expands base filters into the bank of one ordinary convolution.
 
@@ -192,8 +213,9 @@ def expand_filter_bank(kernel, group="p4", lifting=True):
     Returns:
         `(kh, kw, C_in_total, F * |G|)`: output channel `f * |G| + g` holds filter `f`
         transformed by `g`, so the convolution's output is a field-major group feature map.
-        For a square kernel the expansion is one gather and one transpose (XLA-safe, no loops
-        over data); a non-square kernel cannot be rotated and raises.
+        For a square kernel the expansion is one gather (banks up to `FLAT_GATHER_MAX_WEIGHTS`)
+        or one gather and one transpose (XLA-safe, no loops over data); a non-square kernel
+        cannot be rotated and raises.
     """
     group = check_group(group)
     n = GROUP_ORDERS[group]
@@ -210,6 +232,12 @@ def expand_filter_bank(kernel, group="p4", lifting=True):
             f"filter. Received shape: {kernel.shape}"
         )
     c_in = c_total // g_in
+    if kh * kw * c_total * filters * n <= FLAT_GATHER_MAX_WEIGHTS:
+        # One gather: a per-call cost of one small op (the filter expansion is a fixed cost per
+        # call, not per image, and a small layer's convolution is short).
+        index = _flat_bank_indices(group, kh, kw, c_in, filters, bool(lifting))
+        bank = tf.gather(tf.reshape(kernel, (-1,)), index)
+        return tf.reshape(bank, (kh, kw, c_total, filters * n))
     # (kh, kw, C, G_in, F) -> (kh * kw * G_in, C, F): the axes the group acts on come first.
     base = tf.reshape(kernel, (kh, kw, c_in, g_in, filters))
     base = tf.reshape(tf.transpose(base, (0, 1, 3, 2, 4)), (kh * kw * g_in, c_in, filters))
@@ -271,6 +299,8 @@ def add_group_bias(inputs, bias, group="p4", data_format=None):
     """Adds one bias per field, shared by its |G| channels (so equivariance holds)."""
     n = group_order(group)
     data_format = normalize_data_format(data_format)
-    bias = tf.repeat(tf.cast(bias, inputs.dtype), n)
+    bias = tf.cast(bias, inputs.dtype)
+    # Each field's bias repeated |G| times (tf.repeat builds ~20 shape ops for the same).
+    bias = tf.reshape(tf.broadcast_to(bias[:, None], (bias.shape[0], n)), (-1,))
     fmt = "NCHW" if data_format == "channels_first" else "NHWC"
     return tf.nn.bias_add(inputs, bias, data_format=fmt)  # BiasAddGrad, as Keras' Conv2D

@@ -149,3 +149,17 @@ def test_group_pool_and_bias():
 def test_bad_input_names_the_argument(call, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         call()
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+@pytest.mark.parametrize("lifting", [True, False])
+def test_flat_gather_and_transposed_expansions_give_the_same_bank(group, lifting, monkeypatch):
+    # Small banks use one gather from a flat index, large ones a gather and a transpose.
+    from keras_cnn_ext.ops import group_conv
+
+    n = group_conv.GROUP_ORDERS[group]
+    kernel = np.random.default_rng(3).normal(size=(3, 3, 2 * (1 if lifting else n), 5))
+    small = group_conv.expand_filter_bank(kernel.astype("float32"), group, lifting).numpy()
+    monkeypatch.setattr(group_conv, "FLAT_GATHER_MAX_WEIGHTS", 0)
+    large = group_conv.expand_filter_bank(kernel.astype("float32"), group, lifting).numpy()
+    np.testing.assert_array_equal(small, large)
