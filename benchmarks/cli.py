@@ -30,6 +30,8 @@ import sys
 import time
 from importlib.metadata import version
 
+from _results import write_result
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "cli.md")
 CLI = [sys.executable, "-m", "keras_cnn_ext.cli"]
@@ -103,11 +105,7 @@ def main():
     ]
     table = "\n".join(lines) + "\n"
     print(table)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    partial = RESULTS + ".partial"
-    with open(partial, "w") as f:
-        f.write(table)
-    os.replace(partial, RESULTS)
+    write_result(table, RESULTS)
 
 
 if __name__ == "__main__":

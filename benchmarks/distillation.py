@@ -34,6 +34,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from _results import write_result
 
 from keras_cnn_ext.datasets import load_mnist_5k
 from keras_cnn_ext.distillation import AttentionTransfer, Distillation, FeatureDistillation
@@ -302,11 +303,7 @@ def main():
     ]
     text = "\n".join(lines)
     print(text)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    tmp = args.output + ".partial"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, args.output)
+    write_result(text, args.output)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+from _results import write_result
 from _timing import interleaved_medians, wait
 
 from keras_cnn_ext.layers import GroupConv2D
@@ -102,11 +103,7 @@ def main():
     ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    tmp = RESULTS + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, RESULTS)
+    write_result(text, RESULTS)
     print(text)
 
 

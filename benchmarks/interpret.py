@@ -28,6 +28,7 @@ import subprocess
 import sys
 
 import numpy as np
+from _results import write_result
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "interpret.md")
 BATCH, SIZE = 16, 96
@@ -186,14 +187,6 @@ def table(rows, peer_rows, peer_note, repeats):
     return "\n".join(lines + notes) + "\n"
 
 
-def write(text, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -220,13 +213,13 @@ def main():
         peer_rows, note = peer(args.repeats, args.tf_keras_vis_path)
 
     def progress(rows):
-        write(table(rows, peer_rows, note, args.repeats), args.out)
+        write_result(table(rows, peer_rows, note, args.repeats), args.out)
 
     plan = [(m, False) for m in methods] + [(m, True) for m in xla]
     rows = ours(plan, args.repeats, progress)
     text = table(rows, peer_rows, note, args.repeats)
     print(text)
-    write(text, args.out)
+    write_result(text, args.out)
 
 
 if __name__ == "__main__":

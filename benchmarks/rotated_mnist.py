@@ -22,6 +22,7 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+from _results import write_result
 
 from keras_cnn_ext.datasets import load_mnist_5k
 from keras_cnn_ext.models import P4CNN
@@ -139,11 +140,7 @@ def main():
     ]
     lines += [f"| {r[0]} | {r[1]:,} | {r[2]:.1%} | {r[3]:.1%} | {r[4]:.1%} |" for r in rows]
     text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    tmp = RESULTS + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, RESULTS)
+    write_result(text, RESULTS)
     print(text)
 
 

@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+from _results import write_result
+
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "training.md")
 
 
@@ -273,11 +275,7 @@ def main(argv=None):
     ]
     text = "\n".join(lines)
     print(text)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    tmp = RESULTS + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, RESULTS)
+    write_result(text, RESULTS)
 
 
 if __name__ == "__main__":
