@@ -1,8 +1,8 @@
 """Shared, session-scoped trained models for the quantization proofs (trained once per run).
 
 LeNet-5 + BN (modern variant, "same" first padding for 28x28) on the 5,000 real MNIST digits:
-6 float epochs, then 2 QAT epochs. ResNet-20 with SE, reduced for time: quarter width (8, 8, 16
-channels, the narrowest multiple of 8), 3 float epochs on the 4,000 training digits (batch 64,
+4 float epochs, then 1 QAT epoch. ResNet-20 with SE, reduced for time: quarter width (8, 8, 16
+channels, the narrowest multiple of 8), 2 float epochs on the 4,000 training digits (batch 64,
 Adam on a cosine schedule from 5e-3), the BN statistics re-estimated once, then 1 QAT epoch on
 2,000 of them at 2e-4.
 Both output logits (no softmax): an int8 softmax turns a one-step difference of its int8
@@ -81,7 +81,7 @@ def lenet(mnist):
     model = LeNet5(
         "modern", input_shape=(28, 28, 1), padding="same", norm="batch", classifier_activation=None
     )
-    return _train(model, mnist, float_epochs=6, qat_epochs=2, seed=1)
+    return _train(model, mnist, float_epochs=4, qat_epochs=1, seed=1)
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +94,6 @@ def se_resnet20(mnist):
         classifier_activation=None,
     )
     return _train(
-        model, mnist, float_epochs=3, qat_epochs=1, seed=2, qat_size=2000, batch_size=64,
+        model, mnist, float_epochs=2, qat_epochs=1, seed=2, qat_size=2000, batch_size=64,
         cosine_lr=5e-3,
     )  # fmt: skip
