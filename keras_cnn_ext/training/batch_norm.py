@@ -113,6 +113,8 @@ def recalibrate_batch_norm(model, x, batch_size=256, steps=None):
             for layer in layers:
                 layer.momentum = 1.0 - 1.0 / seen
             model(batch, training=True)
+        if seen == 0:
+            raise ValueError("`x` yielded no batch; the statistics were left unchanged.")
     except BaseException:
         for layer, (mean, variance) in zip(layers, saved, strict=True):
             layer.moving_mean.assign(mean)
@@ -121,9 +123,4 @@ def recalibrate_batch_norm(model, x, batch_size=256, steps=None):
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
-    if seen == 0:
-        for layer, (mean, variance) in zip(layers, saved, strict=True):
-            layer.moving_mean.assign(mean)
-            layer.moving_variance.assign(variance)
-        raise ValueError("`x` yielded no batch; the statistics were left unchanged.")
     return len(layers)

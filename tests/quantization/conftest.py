@@ -17,6 +17,7 @@ import pytest
 from keras_cnn_ext.datasets import load_mnist_5k
 from keras_cnn_ext.models import LeNet5, ResNet20
 from keras_cnn_ext.quantization import quantize_model
+from keras_cnn_ext.training import recalibrate_batch_norm
 
 
 @pytest.fixture(scope="session")
@@ -49,18 +50,7 @@ def _train(
         qat_lr = cosine_lr / 25
     # Few steps leave the BN moving statistics behind the weights (momentum 0.99): estimate
     # them once on 512 training digits, as torch.optim.swa_utils.update_bn does.
-    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    norms += [
-        layer
-        for block in model.layers
-        for layer in block._flatten_layers(include_self=False)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    for layer in norms:
-        layer.momentum = 0.0
-    model(x_train[:512], training=True)
-    for layer in norms:
-        layer.momentum = 0.99
+    recalibrate_batch_norm(model, x_train[:512], batch_size=512)
     float_weights = [w.copy() for w in model.get_weights()]
     qat = quantize_model(model)
     qat.compile(keras.optimizers.Adam(qat_lr), loss)
