@@ -350,7 +350,7 @@ def run_demo(
     from keras_cnn_ext.distillation import distill
     from keras_cnn_ext.export import run_onnx, run_tflite, to_onnx, to_tflite
     from keras_cnn_ext.quantization import quantize_model
-    from keras_cnn_ext.training import recalibrate_batch_norm
+    from keras_cnn_ext.training import build_for_fit, recalibrate_batch_norm
 
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive integer. Received: {epochs!r}")
@@ -383,8 +383,10 @@ def run_demo(
         logs = os.path.join(folder, "logs")
         callbacks.append(keras.callbacks.TensorBoard(logs, profile_batch=0))
     tick = time.perf_counter()
+    train_data = _augmented(x_train, y_train, batch_size, seed)
+    build_for_fit(model, train_data)  # the first epoch traces its step once, not twice
     history = model.fit(
-        _augmented(x_train, y_train, batch_size, seed),
+        train_data,
         epochs=epochs,
         validation_data=(x_test, y_test),
         callbacks=callbacks,
@@ -419,8 +421,10 @@ def run_demo(
     qat_epochs = 1
     qat_x, qat_y = (x_train[:1000], y_train[:1000]) if quick else (x_train, y_train)
     _common.compile_classifier(qat, 1e-4, int(np.ceil(len(qat_x) / batch_size)) * qat_epochs)
+    qat_data = _augmented(qat_x, qat_y, batch_size, seed + 1)
+    build_for_fit(qat, qat_data)
     qat_history = qat.fit(
-        _augmented(qat_x, qat_y, batch_size, seed + 1),
+        qat_data,
         epochs=qat_epochs,
         shuffle=False,
         verbose=verbose,

@@ -61,6 +61,7 @@ def quantize_and_export(
 
     from keras_cnn_ext.export import to_tflite
     from keras_cnn_ext.quantization import quantize_model
+    from keras_cnn_ext.training import build_for_fit
 
     try:
         qat = quantize_model(model)
@@ -68,6 +69,7 @@ def quantize_and_export(
         raise CLIError(f"cannot quantize this model: {e}") from None
     steps = int(np.ceil(len(x_train) / batch_size)) * epochs
     _common.compile_classifier(qat, learning_rate, steps)
+    build_for_fit(qat, x_train, y_train)  # one trace of the first step, not two
     qat.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=verbose)
     report = to_tflite(qat, path, int8_io=int8_io, sample_data=x_test[:64], on_mismatch="warn")
     return qat, report

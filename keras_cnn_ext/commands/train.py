@@ -106,6 +106,8 @@ def run(args):
     import keras
     import numpy as np
 
+    from keras_cnn_ext.training import build_for_fit
+
     output = args.output or _default_output(args.target)
     _common.check_output_file(output, args.force)
     if args.save_every is not None and args.resume_dir is None:
@@ -182,6 +184,8 @@ def run(args):
         except ValueError as e:
             raise CLIError(f"--resume-dir: {e}") from None
         fit_data = {"x": data.dataset, "steps_per_epoch": data.steps_per_epoch}
+    # Keras builds the optimizer and metrics inside the first trace otherwise, and traces twice.
+    build_for_fit(net, fit_data["x"], fit_data.get("y"))
     try:
         net.fit(epochs=args.epochs, callbacks=callbacks, verbose=0 if args.quiet else 1, **fit_data)
     except ValueError as e:

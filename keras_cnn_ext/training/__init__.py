@@ -1,6 +1,6 @@
 """Training at scale: precision policies, rematerialization, gradient accumulation, multi-worker
-`fit`, exact resume after a kill, BatchNormalization recalibration, segmentation losses and schedule
-recipes."""
+`fit`, exact resume after a kill, one trace for the first epoch, BatchNormalization
+recalibration, segmentation losses and schedule recipes."""
 
 from keras_cnn_ext.models.remat import (  # noqa: F401
     rematerialize,
@@ -11,6 +11,7 @@ from keras_cnn_ext.training.batch_norm import (  # noqa: F401
     batch_norm_layers,
     recalibrate_batch_norm,
 )
+from keras_cnn_ext.training.build import build_for_fit  # noqa: F401
 from keras_cnn_ext.training.losses import DiceLoss, JaccardLoss, focal_loss  # noqa: F401
 from keras_cnn_ext.training.multi_worker import (  # noqa: F401
     enable_multi_worker_fit,

@@ -100,7 +100,7 @@ def test_tflite_agrees_with_the_qat_model_within_one_output_step(converted, mnis
     name, trained, _, _, qat = converted
     _, (x_test, _) = mnist
     (logits,) = run_tflite(qat.path, [x_test])
-    expected = trained["qat"].predict(x_test, batch_size=256, verbose=0)
+    expected = trained["qat"].predict(x_test, batch_size=250, verbose=0)
     # The logits' int8 step: the range of the last FakeQuant (the head's output).
     last = quantizers_of(trained["qat"])[-1]
     assert last.name == "predictions_fq"

@@ -12,6 +12,7 @@ from keras_cnn_ext import models
 from keras_cnn_ext.training import (
     POLICIES,
     apply_precision,
+    build_for_fit,
     check_policy,
     choose_policy,
     loss_scale_optimizer,
@@ -106,6 +107,7 @@ def _train_step(model, x, y, policy):
         optimizer=loss_scale_optimizer(keras.optimizers.SGD(0.01), policy, initial_scale=2.0**8),
         loss="sparse_categorical_crossentropy",
     )
+    build_for_fit(model, x, y)  # the loss-scale variables before the trace: one trace
     before = [np.array(w) for w in model.trainable_weights]
     loss = float(model.train_on_batch(x, y))
     changed = sum(
