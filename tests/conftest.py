@@ -35,3 +35,22 @@ def _distinct_collective_keys():
 
 
 _distinct_collective_keys()
+
+
+# Modules whose shared fixtures take one to four minutes of a core (trained MNIST models, the
+# 2-process multi-worker run, the quick demo, the builders' export): collected first, so that
+# under pytest-xdist they start while the short tests keep the other worker busy, instead of
+# one of them starting last and running alone at the end.
+_SLOW_MODULES_FIRST = (
+    "tests/quantization/test_mnist_proof.py",
+    "tests/test_demo.py",
+    "tests/training/test_multi_worker.py",
+    "tests/export/test_coverage.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: index for index, path in enumerate(_SLOW_MODULES_FIRST)}
+    # A stable sort: every other test keeps its collected order (and xdist needs the same
+    # order on every worker, which a pure function of the node ids gives).
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
