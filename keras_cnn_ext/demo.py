@@ -107,9 +107,10 @@ def _augmented(x, y, batch_size, seed):
         name="augment",
     )
     data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed)
-    data = data.batch(batch_size).map(
-        lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE
-    )
+    # A sequential map: the random layers draw from their SeedGenerators' state, and parallel
+    # calls would advance it in whatever order they run (two runs with one seed gave 0.930 and
+    # 0.922 test accuracy). Augmenting a batch of digits is cheap next to the training step.
+    data = data.batch(batch_size).map(lambda a, b: (augment(a, training=True), b))
     return data.prefetch(tf.data.AUTOTUNE)
 
 

@@ -114,3 +114,17 @@ def test_demo_cli_rejects_bad_arguments(argv, message, tmp_path, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_augmented_pipeline_repeats_with_its_seed():
+    # The augmentation's random layers advance their SeedGenerators' state: under a parallel
+    # map the batches took those states in a varying order, and one seed gave two demos.
+    from keras_cnn_ext.demo import _augmented
+
+    (x, y), _ = load_mnist_5k()
+    x, y = x[:768], y[:768]
+    runs = [[a.numpy() for a, _ in _augmented(x, y, 64, seed=3)] for _ in range(2)]
+    assert len(runs[0]) == 12
+    for first, second in zip(*runs, strict=True):
+        np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(runs[0][0], x[:64])  # shuffled and augmented
