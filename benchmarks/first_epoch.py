@@ -35,6 +35,7 @@ def _first_fit(kind, build, x, y):
 
     from keras_cnn_ext.models import ResNet20
     from keras_cnn_ext.quantization import quantize_model
+    from keras_cnn_ext.testing import count_train_traces
     from keras_cnn_ext.training import build_for_fit
 
     keras.utils.set_random_seed(0)
@@ -52,14 +53,7 @@ def _first_fit(kind, build, x, y):
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    traces = []
-    step = model.train_step
-
-    def counted(data):
-        traces.append(1)
-        return step(data)
-
-    model.train_step = counted
+    traces = count_train_traces(model)
     start = time.perf_counter()
     if build:
         build_for_fit(model, x, y)

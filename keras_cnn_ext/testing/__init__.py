@@ -15,3 +15,4 @@ from keras_cnn_ext.testing.export_parity import (  # noqa: F401
     run_tflite,
     tflite_builtin_bytes,
 )
+from keras_cnn_ext.testing.tracing import count_train_traces  # noqa: F401

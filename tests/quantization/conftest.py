@@ -41,7 +41,7 @@ def _train(
     qat_size=None,
     batch_size=32,
     cosine_lr=None,
-    qat_lr=None,
+    qat_lr=1e-4,
 ):
     (x_train, y_train), (x_test, y_test) = mnist
     # Seeded before the model is built: unseeded initializers would draw from whatever state
@@ -49,7 +49,6 @@ def _train(
     keras.utils.set_random_seed(seed)
     model = build()
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    default_qat_lr = 1e-4
     if cosine_lr is None:
         model.compile(keras.optimizers.Adam(1e-3), loss)
         build_for_fit(model, x_train, y_train)  # one trace of the first step, not two
@@ -63,8 +62,6 @@ def _train(
         model.compile(keras.optimizers.Adam(schedule), loss)
         build_for_fit(model, x_train, y_train)
         model.fit(x_train, y_train, batch_size=batch_size, epochs=float_epochs, verbose=0)
-        default_qat_lr = cosine_lr / 25
-    qat_lr = default_qat_lr if qat_lr is None else qat_lr
     # Few steps leave the BN moving statistics behind the weights (momentum 0.99): estimate
     # them once on 512 training digits, as torch.optim.swa_utils.update_bn does.
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]

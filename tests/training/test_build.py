@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_cnn_ext import layers as ext
+from keras_cnn_ext.testing import count_train_traces
 from keras_cnn_ext.training import build_for_fit, loss_scale_optimizer
 
 
@@ -36,19 +37,6 @@ def _compile(model, optimizer=None):
     return model
 
 
-def _count_traces(model):
-    """Wraps `train_step` so each trace of the train function appends to the returned list."""
-    traces = []
-    step = model.train_step
-
-    def counted(data):
-        traces.append(1)
-        return step(data)
-
-    model.train_step = counted
-    return traces
-
-
 def _fit(model, x, y, **kwargs):
     history = model.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False, **kwargs)
     return history.history, [np.asarray(w) for w in model.weights]
@@ -57,7 +45,7 @@ def _fit(model, x, y, **kwargs):
 def test_keras_traces_the_first_step_twice_and_once_when_built():
     x, y = _data()
     plain = _compile(_model())
-    plain_traces = _count_traces(plain)
+    plain_traces = count_train_traces(plain)
     plain_history, plain_weights = _fit(plain, x, y)
     # Keras 3.15 (TF trainer, no strategy): optimizer slots and metric totals are created in the
     # first trace, so tf.function traces again. If Keras stops doing that, this line says so.
@@ -65,7 +53,7 @@ def test_keras_traces_the_first_step_twice_and_once_when_built():
 
     built = build_for_fit(_compile(_model()), x, y)
     assert len(built.optimizer.variables) > 2  # iterations, learning rate and the moments
-    built_traces = _count_traces(built)
+    built_traces = count_train_traces(built)
     built_history, built_weights = _fit(built, x, y)
     assert len(built_traces) == 1, built_traces
     # Same variables, same initial values, same random streams (Dropout, DropBlock2D).
@@ -79,7 +67,7 @@ def test_dataset_input_and_loss_scale_optimizer():
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
     model = _compile(_model(), loss_scale_optimizer(keras.optimizers.Adam(1e-2)))
     build_for_fit(model, dataset)
-    traces = _count_traces(model)
+    traces = count_train_traces(model)
     history = model.fit(dataset, epochs=1, verbose=0, shuffle=False)
     assert len(traces) == 1
     assert np.isfinite(history.history["loss"][0])
