@@ -6,6 +6,8 @@ The CPU is split into two logical devices before TensorFlow initialises, so that
 
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from keras_cnn_ext.testing import configure_logical_cpus  # noqa: E402
@@ -38,18 +40,40 @@ _distinct_collective_keys()
 
 
 # Modules whose shared fixtures take one to four minutes of a core (trained MNIST models, the
-# 2-process multi-worker run, the quick demo, the builders' export): collected first, so that
-# under pytest-xdist they start while the short tests keep the other worker busy, instead of
-# one of them starting last and running alone at the end.
+# 2-process multi-worker run, the quick demo, the SIGKILL resume runs, the builders' export):
+# collected first, so that under pytest-xdist they start while the short tests keep the other
+# worker busy, instead of one of them starting last and running alone at the end.
 _SLOW_MODULES_FIRST = (
     "tests/quantization/test_mnist_proof.py",
-    "tests/test_demo.py",
     "tests/training/test_multi_worker.py",
+    "tests/test_demo.py",
+    "tests/training/test_resume.py",
     "tests/export/test_coverage.py",
 )
 
 
+def _shared_fixture_group(item):
+    """The widest place (folder or module) defining a module- or session-scoped fixture `item`
+    uses, directly or through other fixtures; None for a test that shares none."""
+    places = [
+        fixturedef.baseid
+        for defs in item._fixtureinfo.name2fixturedefs.values()
+        for fixturedef in defs
+        if fixturedef.scope != "function" and fixturedef.baseid.startswith("tests/")
+    ]
+    return min(places, key=len) if places else None
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    # pytest-xdist's default ("load") hands tests out one by one, so two workers can each build
+    # the same shared fixture (the resume module's five training processes ran twice). With
+    # `--dist loadgroup` (pyproject's addopts), every test using a shared fixture of one
+    # module or folder is one unit of work that a single worker runs.
+    for item in items:
+        group = _shared_fixture_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
     rank = {path: index for index, path in enumerate(_SLOW_MODULES_FIRST)}
     # A stable sort: every other test keeps its collected order (and xdist needs the same
     # order on every worker, which a pure function of the node ids gives).
