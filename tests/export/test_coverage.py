@@ -12,7 +12,9 @@ depth-table row patched to one block per stage (one unit per dense block): the b
 SE, bottleneck, CIFAR, dense and transition blocks) is the same at every depth, and the full
 ResNet-152 or DenseNet-264 alone takes minutes to convert here. Builds that come out identical
 (ResNet-50, -101 and -152 once reduced) are converted once and listed as "same network as".
-VGG, AlexNet, LeNet-5, MobileNetV1 and UNet run at their full depth.
+VGG, AlexNet, LeNet-5, MobileNetV1 and UNet run at their full depth. `VARIANT_CASES` adds the
+options that change the exported graph (ECA, a dilated last stage, drop path, max and adaptive
+heads, AlexNet's torchvision layout); the builders' own tests do not export again.
 """
 
 import inspect
@@ -116,6 +118,7 @@ BUILDER_CASES = {
     "resnet152": (_NARROW, _resnet_rows(152, _ONE_BOTTLENECK)),
     "resnet152v2": (_NARROW, _resnet_rows(152, _ONE_BOTTLENECK)),
     "seresnet152": (_NARROW, _resnet_rows(152, _ONE_BOTTLENECK)),
+    "resnet8": ({"width_multiplier": 0.25}, []),
     "resnet20": ({"width_multiplier": 0.25}, _cifar_rows(20)),
     "resnet32": ({"width_multiplier": 0.25}, _cifar_rows(32)),
     "resnet44": ({"width_multiplier": 0.25}, _cifar_rows(44)),
@@ -127,6 +130,37 @@ BUILDER_CASES = {
     "densenet201": ({"growth_rate": 4}, _densenet_rows(201)),
     "densenet264": ({"growth_rate": 4}, _densenet_rows(264)),
     "densenetbc": ({"depth": 10, "growth_rate": 4}, []),
+}
+# Options whose exported graph differs from the defaults above: entry -> (builder name,
+# arguments, depth-table patches). The builders' own test files train, save and mixed-precision
+# check these variants; their exports are checked here, in the same combined conversion.
+VARIANT_CASES = {
+    "alexnet torchvision, adaptive head": (
+        "alexnet",
+        {
+            "variant": "torchvision",
+            "input_shape": (67, 67, 3),
+            "width_multiplier": 0.125,
+            "fc_units": (16, 16),
+            "head_pooling": "adaptive_avg",  # upsamples the 1x1 feature map to 6x6
+        },
+        [],
+    ),
+    "resnet26 eca, output stride 16": (
+        "resnet26",
+        {**_NARROW, "attention": "eca", "output_stride": 16},
+        _resnet_rows(26, _ONE_BOTTLENECK),
+    ),
+    "seresnet18 drop path, max head": (
+        "seresnet18",
+        {**_NARROW, "drop_path_rate": 0.1, "head_pooling": "max", "seed": 0},
+        _resnet_rows(18, _ONE_BASIC),
+    ),
+    "densenetbc22 dropout, max head": (
+        "densenetbc",
+        {"depth": 22, "growth_rate": 4, "dropout_rate": 0.1, "head_pooling": "max", "seed": 0},
+        [],
+    ),
 }
 BUILDER_ATOL = 1e-5
 
@@ -209,13 +243,17 @@ def test_layers_export_with_keras_outputs(tmp_path):
     _per_entry(names, sizes, expected, tflite_out, onnx_out, [LAYER_CASES[n][1] for n in names])
 
 
-def _build(name, monkeypatch):
-    arguments, patches = BUILDER_CASES[name]
+def _build(entry, monkeypatch):
+    if entry in VARIANT_CASES:
+        name, arguments, patches = VARIANT_CASES[entry]
+    else:
+        name, (arguments, patches) = entry, BUILDER_CASES[entry]
     arguments = dict(arguments)
     input_shape = arguments.pop("input_shape", (32, 32, 3))
     builder = models.get_builder(name)
     parameters = inspect.signature(builder).parameters
-    defaults = {"input_shape": input_shape, "classes": 3, "name": f"cov_{name}"}
+    cov_name = "cov_" + "".join(c if c.isalnum() else "_" for c in entry)
+    defaults = {"input_shape": input_shape, "classes": 3, "name": cov_name}
     if "classifier_activation" in parameters and name != "unet":
         defaults["classifier_activation"] = None  # logits: differences are not squashed
     with monkeypatch.context() as patcher:
@@ -236,9 +274,8 @@ def _graph_key(model):
 def test_builders_export_with_keras_outputs(tmp_path, monkeypatch):
     keras.utils.set_random_seed(0)
     groups, same_as, seen = {}, {}, {}
-    for name in sorted(BUILDER_CASES):
-        if name not in models.list_builders():
-            continue
+    registered = set(models.list_builders())
+    for name in sorted(n for n in BUILDER_CASES if n in registered) + sorted(VARIANT_CASES):
         model, input_shape = _build(name, monkeypatch)
         key = (input_shape, _graph_key(model))
         if key in seen:  # e.g. ResNet-101 and ResNet-152 once both rows are one block per stage

@@ -10,7 +10,9 @@
 - `mixed_precision`: the same architecture under `mixed_float16` with the float32 model's
   weights gives finite float32 outputs close to the float32 model's.
 - `saving`: `.keras` round trip, identical outputs.
-- `tflite`/`onnx`: builtin-ops TFLite and tf2onnx exports match Keras within 1e-5.
+
+Exports are not checked here: tests/export/test_coverage.py converts every registered builder
+and every variant these files check (`VARIANT_CASES`) to TFLite and ONNX in one combined model.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ import keras
 import numpy as np
 
 from keras_cnn_ext.models import copy_weights
-from keras_cnn_ext.testing import assert_onnx_parity, assert_tflite_parity
 
-BUILDER_CHECKS = ("train_xla", "mixed_precision", "saving", "tflite", "onnx")
+BUILDER_CHECKS = ("train_xla", "mixed_precision", "saving")
 
 
 def _predict(model, x):
@@ -80,14 +81,6 @@ def _check_saving(build, x, y, loss):
     assert restored.count_params() == model.count_params()
 
 
-def _check_tflite(build, x, y, loss):
-    assert_tflite_parity(build(), x)
-
-
-def _check_onnx(build, x, y, loss):
-    assert_onnx_parity(build(), x)
-
-
 def run_builder_check(check, build, x, y, loss):
     """Runs one of `BUILDER_CHECKS` on a model made by `build()`."""
     return {
@@ -95,8 +88,6 @@ def run_builder_check(check, build, x, y, loss):
         "train": _check_train,
         "mixed_precision": _check_mixed_precision,
         "saving": _check_saving,
-        "tflite": _check_tflite,
-        "onnx": _check_onnx,
     }[check](build, x, y, loss)
 
 

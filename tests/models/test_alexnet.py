@@ -83,24 +83,13 @@ def test_bad_input():
 X, Y = classification_data((67, 67, 3), 4)
 
 
-# All checks on the paper's network (grouped convolutions, LRN); the exports, which differ by
-# layer types, also on torchvision's (explicit padding, adaptive head).
-@pytest.mark.parametrize(
-    "check,variant",
-    [(check, "paper") for check in BUILDER_CHECKS]
-    + [("tflite", "torchvision"), ("onnx", "torchvision")],
-)
-def test_builder_checks(check, variant):
+# The checks on the paper's network (grouped convolutions, LRN). Both variants' exports,
+# torchvision's with its adaptive head included, are in tests/export/test_coverage.py.
+@pytest.mark.parametrize("check", BUILDER_CHECKS)
+def test_builder_checks(check):
     def build():
-        # The torchvision variant with its adaptive 6x6 head: it upsamples the 1x1 feature map.
-        head = "adaptive_avg" if variant == "torchvision" else None
         return AlexNet(
-            variant,
-            input_shape=(67, 67, 3),
-            classes=4,
-            width_multiplier=0.125,
-            fc_units=(16, 16),
-            head_pooling=head,
+            "paper", input_shape=(67, 67, 3), classes=4, width_multiplier=0.125, fc_units=(16, 16)
         )
 
     run_builder_check(check, build, X, Y, "categorical_crossentropy")

@@ -106,8 +106,3 @@ X, Y = classification_data((32, 32, 1), 10)
 @pytest.mark.parametrize("check", BUILDER_CHECKS)
 def test_builder_checks(check):
     run_builder_check(check, LeNet5, X, Y, "categorical_crossentropy")
-
-
-@pytest.mark.parametrize("check", ["tflite", "onnx"])
-def test_modern_exports(check):
-    run_builder_check(check, lambda: LeNet5("modern"), X, Y, None)
