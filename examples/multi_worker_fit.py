@@ -11,7 +11,7 @@ write theirs under `--out/worker-<i>` (tf.distribute expects non-chief writes to
 temporary places). The global batch is `--per-replica-batch` x the number of replicas; the
 in-memory dataset is sharded with the DATA auto-shard policy.
 
-`--model net` is a ResNet-20 builder backbone with this package's layers (ResidualBlock,
+`--model net` is a CIFAR ResNet-8 builder backbone with this package's layers (ResidualBlock,
 SqueezeExcitation, DropBlock2D, AdaptiveAveragePooling2D) and synchronized batch
 normalisation, so that N replicas train like one device with the global batch; `--model qat`
 is a quantization-aware (`keras_cnn_ext.quantization.quantize_model`) conv net.
@@ -39,8 +39,8 @@ def make_data(samples=64, val_samples=16, size=8, classes=4, seed=0):
 def build_model(kind, size=8, classes=4, seed=0):
     """`"net"`: a builder backbone with this package's layers; `"qat"`: its QAT copy.
 
-    `"net"` is a CIFAR ResNet-20 (half width, squeeze-and-excitation in every block, synchronized
-    batch normalisation) followed by DropBlock2D at rate 0 (so that one device and N replicas
+    `"net"` is a CIFAR ResNet-8 (one residual block per stage, half width, squeeze-and-excitation
+    in every block, synchronized batch normalisation) followed by DropBlock2D at rate 0 (so that one device and N replicas
     compute the same function), AdaptiveAveragePooling2D and a softmax classifier. `"qat"` is
     a small conv net through `keras_cnn_ext.quantization.quantize_model` (fake-quantized
     weights and activations with moving-average ranges).
@@ -48,11 +48,11 @@ def build_model(kind, size=8, classes=4, seed=0):
     import keras
 
     from keras_cnn_ext import layers as ext
-    from keras_cnn_ext.models import ResNet20
+    from keras_cnn_ext.models import ResNet8
 
     keras.utils.set_random_seed(seed)
     if kind == "net":
-        backbone = ResNet20(
+        backbone = ResNet8(
             input_shape=(size, size, 3),
             include_top=False,
             norm="sync_batch",
@@ -63,7 +63,7 @@ def build_model(kind, size=8, classes=4, seed=0):
         x = ext.AdaptiveAveragePooling2D(1)(x)
         x = keras.layers.Flatten()(x)
         outputs = keras.layers.Dense(classes, activation="softmax")(x)
-        return keras.Model(backbone.input, outputs, name="resnet20_ext")
+        return keras.Model(backbone.input, outputs, name="resnet8_ext")
     if kind == "qat":
         from keras_cnn_ext.quantization import quantize_model
 

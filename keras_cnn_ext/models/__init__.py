@@ -15,6 +15,7 @@ from keras_cnn_ext.models.mobilenet import MobileNetV1  # noqa: F401
 from keras_cnn_ext.models.registry import get_builder, list_builders, register_builder  # noqa: F401
 from keras_cnn_ext.models.resnet import (  # noqa: F401
     ResNet,
+    ResNet8,
     ResNet18,
     ResNet18V2,
     ResNet20,

@@ -42,6 +42,7 @@ RESNET_DEPTHS = {
 }
 # depth = 6n + 2: n basic blocks in each of three stages of widths 16, 32, 64.
 CIFAR_RESNET_DEPTHS = {
+    8: ("basic", (1, 1, 1)),  # n = 1: the depth of MLPerf Tiny's image-classification model
     20: ("basic", (3, 3, 3)),
     32: ("basic", (5, 5, 5)),
     44: ("basic", (7, 7, 7)),
@@ -156,8 +157,8 @@ def ResNet(
     `load_keras_applications_weights`), `"v1.5"` the 3x3 one (torchvision), and `"v2"` is
     keras.applications' ResNet50V2 (pre-activation, stride in the last block of a stage, a final
     BN-ReLU). Basic-block depths (18, 34) have no convolution biases by default and match
-    torchvision's parameter counts (11,689,512 and 21,797,672). CIFAR depths (20, 32, 44, 56,
-    110) have a 3x3 stem of 16 channels and three stages of 16, 32, 64 channels, with option-A
+    torchvision's parameter counts (11,689,512 and 21,797,672). CIFAR depths (8, 20, 32, 44,
+    56, 110) have a 3x3 stem of 16 channels and three stages of 16, 32, 64 channels, with option-A
     (zero-padded identity, the paper's, 0.27M parameters for ResNet-20) or option-B (projection)
     shortcuts. The `SEResNet*` builders are Hu et al.'s SE-ResNets: `attention="se"` with
     reduction 16 in every block and no convolution biases; `SEResNet50` has 28,088,024
@@ -410,6 +411,7 @@ SEResNet34 = _resnet(34, attention="se")
 SEResNet50 = _resnet(50, attention="se")
 SEResNet101 = _resnet(101, attention="se")
 SEResNet152 = _resnet(152, attention="se")
+ResNet8 = _resnet(8)
 ResNet20 = _resnet(20)
 ResNet32 = _resnet(32)
 ResNet44 = _resnet(44)

@@ -12,6 +12,7 @@ from keras_cnn_ext.models.resnet import (
     CIFAR_RESNET_DEPTHS,
     RESNET_DEPTHS,
     ResNet,
+    ResNet8,
     ResNet18,
     ResNet20,
     ResNet34,
@@ -91,6 +92,16 @@ def test_resnet20_option_a_count_by_hand():
     # Option B adds 1x1 projections + BN at the two stage changes.
     b = ResNet20(input_shape=(32, 32, 3), classes=10, shortcut="B")
     assert _trainable(b) - _trainable(model) == 16 * 32 + 2 * 32 + 32 * 64 + 2 * 64
+
+
+def test_resnet8_is_the_n1_row_of_the_family():
+    model = ResNet8(input_shape=(32, 32, 3), classes=10)
+    assert model.name == "resnet8"
+    convs = 3 * 3 * 3 * 16 + 2 * 3 * 3 * 16 * 16  # stem, stage 1 (one basic block)
+    convs += 3 * 3 * 16 * 32 + 3 * 3 * 32 * 32 + 3 * 3 * 32 * 64 + 3 * 3 * 64 * 64
+    bn_channels = 16 + 2 * 16 + 2 * 32 + 2 * 64
+    assert _trainable(model) == convs + 2 * bn_channels + 64 * 10 + 10 == 75_290
+    assert len([w for w in model.trainable_weights if len(w.shape) == 4]) == 7  # 6n + 1 convs
 
 
 def test_seresnet50_is_hu_et_al():
