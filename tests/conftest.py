@@ -6,9 +6,13 @@ The CPU is split into two logical devices before TensorFlow initialises, so that
 
 import os
 
-import pytest
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One TensorFlow thread per op and one for the graph in each test process and in the training
+# processes tests start (they inherit the environment). Under `-n 2` two workers with default
+# pools oversubscribe 2 cores, and TF's pools spin while they wait; the tests' ops are small
+# anyway (the MNIST proofs alone: 160 s with one thread, 170 s with the default pools).
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 from keras_cnn_ext.testing import configure_logical_cpus  # noqa: E402
 
@@ -39,41 +43,28 @@ def _distinct_collective_keys():
 _distinct_collective_keys()
 
 
-# Modules whose shared fixtures take one to four minutes of a core (trained MNIST models, the
-# 2-process multi-worker run, the quick demo, the SIGKILL resume runs, the builders' export):
-# collected first, so that under pytest-xdist they start while the short tests keep the other
-# worker busy, instead of one of them starting last and running alone at the end.
+# pytest-xdist runs each module on one worker (`--dist loadfile` in pyproject's addopts): under
+# its default, "load", tests go out one by one and both workers built the same module-scoped
+# fixtures (the SIGKILL resume module's five training runs, 54.5 s and 52.5 s in one run).
+# (`--dist loadgroup` with `xdist_group` marks does not group at all on pytest 9.2:
+# pytest-dev/pytest-xdist#1386.) The modules costing the most CPU go first, largest first, so
+# that the short ones fill in at the end instead of one long module running alone.
 _SLOW_MODULES_FIRST = (
     "tests/quantization/test_mnist_proof.py",
-    "tests/training/test_multi_worker.py",
-    "tests/test_demo.py",
-    "tests/training/test_resume.py",
+    "tests/models/test_resnet.py",
     "tests/export/test_coverage.py",
+    "tests/ops/test_adaptive_pool.py",
+    "tests/ops/test_fractional_max_pool.py",
+    "tests/training/test_precision.py",
+    "tests/test_demo.py",
+    "tests/models/test_densenet.py",
+    "tests/training/test_multi_worker.py",
+    "tests/test_cli_commands.py",
+    "tests/training/test_resume.py",
 )
 
 
-def _shared_fixture_group(item):
-    """The widest place (folder or module) defining a module- or session-scoped fixture `item`
-    uses, directly or through other fixtures; None for a test that shares none."""
-    places = [
-        fixturedef.baseid
-        for defs in item._fixtureinfo.name2fixturedefs.values()
-        for fixturedef in defs
-        if fixturedef.scope != "function" and fixturedef.baseid.startswith("tests/")
-    ]
-    return min(places, key=len) if places else None
-
-
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    # pytest-xdist's default ("load") hands tests out one by one, so two workers can each build
-    # the same shared fixture (the resume module's five training processes ran twice). With
-    # `--dist loadgroup` (pyproject's addopts), every test using a shared fixture of one
-    # module or folder is one unit of work that a single worker runs.
-    for item in items:
-        group = _shared_fixture_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
     rank = {path: index for index, path in enumerate(_SLOW_MODULES_FIRST)}
     # A stable sort: every other test keeps its collected order (and xdist needs the same
     # order on every worker, which a pure function of the node ids gives).
