@@ -40,10 +40,10 @@ def build_model(kind, size=8, classes=4, seed=0):
     """`"net"`: a builder backbone with this package's layers; `"qat"`: its QAT copy.
 
     `"net"` is a CIFAR ResNet-8 (one residual block per stage, half width, squeeze-and-excitation
-    in every block, synchronized batch normalisation) followed by DropBlock2D at rate 0 (so that one device and N replicas
-    compute the same function), AdaptiveAveragePooling2D and a softmax classifier. `"qat"` is
-    a small conv net through `keras_cnn_ext.quantization.quantize_model` (fake-quantized
-    weights and activations with moving-average ranges).
+    in every block, synchronized batch normalisation) followed by DropBlock2D at rate 0 (so that
+    one device and N replicas compute the same function), AdaptiveAveragePooling2D and a softmax
+    classifier. `"qat"` is a small conv net through `keras_cnn_ext.quantization.quantize_model`
+    (fake-quantized weights and activations with moving-average ranges).
     """
     import keras
 

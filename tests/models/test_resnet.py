@@ -80,14 +80,19 @@ def test_basic_depths_match_torchvision(builder, count):
     assert _trainable(builder(input_shape=(32, 32, 3))) == count
 
 
+def _option_a_counts_by_hand(n, classes=10):
+    """(trainable parameters, BN channels) of the CIFAR ResNet-(6n + 2), option-A shortcuts."""
+    convs = 3 * 3 * 3 * 16 + 2 * n * 3 * 3 * 16 * 16  # stem, stage 1
+    convs += 3 * 3 * 16 * 32 + (2 * n - 1) * 3 * 3 * 32 * 32  # stage 2 (option A: no projection)
+    convs += 3 * 3 * 32 * 64 + (2 * n - 1) * 3 * 3 * 64 * 64  # stage 3
+    bn_channels = 16 + 2 * n * (16 + 32 + 64)
+    return convs + 2 * bn_channels + 64 * classes + classes, bn_channels
+
+
 def test_resnet20_option_a_count_by_hand():
     model = ResNet20(input_shape=(32, 32, 3), classes=10)
-    convs = 3 * 3 * 3 * 16 + 6 * 3 * 3 * 16 * 16  # stem, stage 1
-    convs += 3 * 3 * 16 * 32 + 5 * 3 * 3 * 32 * 32  # stage 2 (option A: no projection)
-    convs += 3 * 3 * 32 * 64 + 5 * 3 * 3 * 64 * 64  # stage 3
-    bn_channels = 16 + 6 * 16 + 6 * 32 + 6 * 64
-    fc = 64 * 10 + 10
-    assert _trainable(model) == convs + 2 * bn_channels + fc == 269_722  # "0.27M" (He et al.)
+    trainable, bn_channels = _option_a_counts_by_hand(3)
+    assert _trainable(model) == trainable == 269_722  # "0.27M" (He et al.)
     assert model.count_params() == 269_722 + 2 * bn_channels
     # Option B adds 1x1 projections + BN at the two stage changes.
     b = ResNet20(input_shape=(32, 32, 3), classes=10, shortcut="B")
@@ -97,10 +102,7 @@ def test_resnet20_option_a_count_by_hand():
 def test_resnet8_is_the_n1_row_of_the_family():
     model = ResNet8(input_shape=(32, 32, 3), classes=10)
     assert model.name == "resnet8"
-    convs = 3 * 3 * 3 * 16 + 2 * 3 * 3 * 16 * 16  # stem, stage 1 (one basic block)
-    convs += 3 * 3 * 16 * 32 + 3 * 3 * 32 * 32 + 3 * 3 * 32 * 64 + 3 * 3 * 64 * 64
-    bn_channels = 16 + 2 * 16 + 2 * 32 + 2 * 64
-    assert _trainable(model) == convs + 2 * bn_channels + 64 * 10 + 10 == 75_290
+    assert _trainable(model) == _option_a_counts_by_hand(1)[0] == 75_290
     assert len([w for w in model.trainable_weights if len(w.shape) == 4]) == 7  # 6n + 1 convs
 
 
