@@ -38,7 +38,9 @@ class WeightQuantizer:
 
     def ranges(self, weight):
         """The `(min, max)` the fake quant uses for `weight`: per channel or scalars."""
-        w = self._channels_last(weight)
+        # The range is a statistic, not a function to differentiate: TFMOT assigns it to a
+        # variable and reads that back, so no gradient reaches the weight through it.
+        w = tf.stop_gradient(self._channels_last(weight))
         axes = list(range(len(w.shape) - 1)) if self.per_axis else None
         bound = tf.maximum(tf.reduce_max(tf.abs(w), axis=axes), _MIN_RANGE)
         return -bound, bound
@@ -174,12 +176,14 @@ class FakeQuant(keras.layers.Layer):
     def call(self, inputs, training=None):
         x = tf.cast(inputs, tf.float32)
         if training and not self.frozen:
-            lo, hi = cross_replica_min_max(x)
+            # The batch's extremes only update the range: as in TFMOT (which assigns the moving
+            # averages and reads the variables back), no gradient flows through them.
+            lo, hi = cross_replica_min_max(tf.stop_gradient(x))
             lo, hi = tf.minimum(lo, 0.0), tf.maximum(hi, 0.0)
-            first = tf.equal(tf.convert_to_tensor(self.initialized), 0.0)
-            decay = self.ema_decay
-            new_min = tf.where(first, lo, decay * self.range_min + (1 - decay) * lo)
-            new_max = tf.where(first, hi, decay * self.range_max + (1 - decay) * hi)
+            # `decay * v + (1 - decay) * batch`, or the batch's value before the first update.
+            decay = self.ema_decay * tf.convert_to_tensor(self.initialized)
+            new_min = lo + decay * (tf.convert_to_tensor(self.range_min) - lo)
+            new_max = hi + decay * (tf.convert_to_tensor(self.range_max) - hi)
             self.range_min.assign(new_min)
             self.range_max.assign(new_max)
             self.initialized.assign(1.0)

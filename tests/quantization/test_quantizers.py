@@ -25,6 +25,24 @@ def test_range_starts_from_the_first_batch_then_moves_by_ema():
     assert float(out[0, 1]) == pytest.approx(before[1], abs=0.02)
 
 
+def test_gradient_is_the_straight_through_mask_only():
+    # The range is a statistic (TFMOT assigns it to a variable and reads it back): no gradient
+    # may reach the inputs through the batch's extremes, so an input clipped by the moving
+    # range gets exactly 0 and every input inside it exactly 1.
+    fq = FakeQuant(ema_decay=0.9)
+    fq(tf.constant([[-1.0, 1.0]]), training=True)
+    x = tf.constant([[-3.0, -0.5, 0.25, 0.5, 3.0]])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fq(x, training=True)  # range -> (-1.2, 1.2): -3 and 3 are clipped
+    np.testing.assert_array_equal(tape.gradient(y, x).numpy(), [[0.0, 1.0, 1.0, 1.0, 0.0]])
+    weight = tf.constant([[0.5, -2.0], [1.0, 0.25]])
+    with tf.GradientTape() as tape:
+        tape.watch(weight)
+        q = WeightQuantizer(per_axis=True)(weight)
+    np.testing.assert_array_equal(tape.gradient(q, weight).numpy(), np.ones((2, 2)))
+
+
 def test_fake_quant_rejects_a_bad_decay():
     with pytest.raises(ValueError, match="`ema_decay` must be in"):
         FakeQuant(ema_decay=1.0)
