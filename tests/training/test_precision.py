@@ -1,6 +1,7 @@
 """Mixed precision: every layer and builder family trains one step under both mixed policies."""
 
 import inspect
+from unittest import mock
 
 import keras
 import numpy as np
@@ -9,6 +10,7 @@ import tensorflow as tf
 
 from keras_cnn_ext import layers as ext
 from keras_cnn_ext import models
+from keras_cnn_ext.models.resnet import RESNET_DEPTHS
 from keras_cnn_ext.training import (
     POLICIES,
     apply_precision,
@@ -47,27 +49,37 @@ LAYERS = {
     "TransitionBlock": {},
 }
 
+
+def _one_block_per_stage(build):
+    with mock.patch.dict(RESNET_DEPTHS, {26: ("bottleneck", (1, 1, 1, 1))}):
+        return build()
+
+
 BUILDERS = {
     "lenet5": lambda: models.LeNet5(input_shape=(32, 32, 1), classes=3),
     "alexnet": lambda: models.AlexNet(input_shape=(67, 67, 3), classes=3, fc_units=(8, 8)),
     "vgg11": lambda: models.VGG(
         11, input_shape=(32, 32, 3), classes=3, width_multiplier=0.125, fc_units=(8,)
     ),
-    "resnet20": lambda: models.ResNet20(input_shape=(16, 16, 3), classes=3),
-    "seresnet26v2": lambda: models.ResNet(
-        26,
-        version="v2",
-        attention="se",
-        input_shape=(32, 32, 3),
-        classes=3,
-        width_multiplier=0.125,
-        drop_path_rate=0.1,
-        seed=0,
+    "resnet8": lambda: models.ResNet8(input_shape=(16, 16, 3), classes=3),
+    # ResNet-26's row patched to one bottleneck block per stage: the same pre-activation, SE
+    # and drop-path code in half the trace.
+    "seresnet26v2_one_block": lambda: _one_block_per_stage(
+        lambda: models.ResNet(
+            26,
+            version="v2",
+            attention="se",
+            input_shape=(32, 32, 3),
+            classes=3,
+            width_multiplier=0.125,
+            drop_path_rate=0.1,
+            seed=0,
+        )
     ),
-    # DenseNet-BC 22 (CIFAR layout): the same DenseBlock/TransitionBlock layers as DenseNet-121,
-    # traced in a fifth of the time.
+    # DenseNet 10 (CIFAR layout, two units a block): the same DenseBlock/TransitionBlock layers
+    # as DenseNet-121, traced in a fraction of the time.
     "densenet": lambda: models.DenseNet(
-        22, layout="cifar", growth_rate=4, input_shape=(32, 32, 3), classes=3
+        10, layout="cifar", growth_rate=4, input_shape=(32, 32, 3), classes=3
     ),
     "mobilenet": lambda: models.MobileNetV1(input_shape=(32, 32, 3), alpha=0.25, classes=3),
     "unet": lambda: models.UNet((16, 16, 3), classes=3, base_filters=4, depth=2),
