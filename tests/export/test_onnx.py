@@ -74,3 +74,55 @@ def test_mixed_float16_model_exports_float32(tmp_path):
     x = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 3)).astype("float32")
     (out,) = run_onnx(tmp_path / "mixed.onnx", [x])
     np.testing.assert_allclose(out, model(x, training=False), atol=5e-3)
+
+
+def _count_graph_copies(monkeypatch):
+    """Counts tf2onnx's defensive deep copies of the ONNX graph (one per optimizer pass)."""
+    import copy
+
+    from tf2onnx import graph as onnx_graph
+    from tf2onnx import optimizer
+
+    copies = []
+    deepcopy = copy.deepcopy
+
+    def counting(value, *args, **kwargs):
+        if isinstance(value, onnx_graph.Graph):
+            copies.append(1)
+        return deepcopy(value, *args, **kwargs)
+
+    monkeypatch.setattr(optimizer.copy, "deepcopy", counting)
+    return copies
+
+
+def test_same_file_as_tf2onnx_default_without_its_graph_copies(float_model, tmp_path, monkeypatch):
+    from tf2onnx import optimizer
+
+    copies = _count_graph_copies(monkeypatch)
+    to_onnx(float_model, tmp_path / "fast.onnx")
+    assert copies == []
+
+    class Failing:
+        calls = 0
+
+        def optimize(self, graph, iteration):
+            Failing.calls += 1
+            raise RuntimeError("a broken pass")
+
+    monkeypatch.setattr(optimizer, "_optimizers", dict(optimizer._optimizers, broken=Failing))
+    report = to_onnx(float_model, tmp_path / "default.onnx")
+    # The pass raised once without the copies; the conversion ran again with tf2onnx's default
+    # (a copy before every pass), which skipped it and gave the same file.
+    assert report.passed and Failing.calls >= 2 and len(copies) > 10
+    assert "TF2ONNX_CATCH_ERRORS" not in os.environ
+    assert _structure(tmp_path / "fast.onnx") == _structure(tmp_path / "default.onnx")
+
+
+def _structure(path):
+    """A file's ops with their attributes, and its constants (tf2onnx numbers names per process)."""
+    import onnx
+
+    graph = onnx.load(path).graph
+    ops = [(node.op_type, [a.SerializeToString() for a in node.attribute]) for node in graph.node]
+    constants = sorted((tuple(t.dims), t.data_type, t.raw_data) for t in graph.initializer)
+    return ops, constants
