@@ -208,6 +208,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--output", default=RESULTS)
     args = parser.parse_args(argv)
+    load_at_start = os.getloadavg()[0]
     data = load_mnist_5k()
     folder = tempfile.mkdtemp(prefix="qat_bench_")
 
@@ -245,7 +246,8 @@ def main(argv=None):
     lines = [
         f"QAT, LeNet-5 + BN on MNIST-5k (4,000 train / 1,000 test), {args.float_epochs} float + "
         f"{args.qat_epochs} QAT epochs, batch 32; TF {tf.__version__}, Keras {keras.__version__},"
-        f" {platform.machine()}, 2 CPU cores (shared and loaded machine: times are noisy).",
+        f" {platform.machine()}, {os.cpu_count()} CPU cores, 1-minute load average "
+        f"{load_at_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end.",
         "",
         "| | float acc | int8 TFLite acc | QAT epoch / float epoch | float file | QAT int8 file "
         "| int8 / float | converter PTQ int8 file |",
