@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from unittest import mock
 
 import keras
 import numpy as np
@@ -89,6 +90,19 @@ def run_builder_check(check, build, x, y, loss):
         "mixed_precision": _check_mixed_precision,
         "saving": _check_saving,
     }[check](build, x, y, loss)
+
+
+def with_depth_row(table, depth, row, build):
+    """`build`, run with `table[depth]` patched to `row` (e.g. one block per stage).
+
+    The block code is the same at every depth; a shallower row checks it in less time.
+    """
+
+    def patched():
+        with mock.patch.dict(table, {depth: row}):
+            return build()
+
+    return patched
 
 
 def classification_data(shape, classes, batch=2, seed=0):

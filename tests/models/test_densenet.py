@@ -1,11 +1,14 @@
 """DenseNet builders: keras.applications parameter counts and weight copy, CIFAR DenseNet-BC."""
 
-from unittest import mock
-
 import keras
 import numpy as np
 import pytest
-from builder_checks import BUILDER_CHECKS, classification_data, run_builder_check
+from builder_checks import (
+    BUILDER_CHECKS,
+    classification_data,
+    run_builder_check,
+    with_depth_row,
+)
 
 from keras_cnn_ext.layers import DenseBlock, TransitionBlock
 from keras_cnn_ext.models import get_builder, load_keras_applications_weights
@@ -20,8 +23,9 @@ from keras_cnn_ext.models.densenet import (
 
 
 # DenseNet-169 and -201 differ from 121 only in their blocks' unit counts, whose code
-# `test_keras_applications_weights_copy` compares with Keras' DenseNet-121: their counts are keras.applications' (Keras 3.15 `count_params()`),
-# without building Keras' own again in every run.
+# `test_keras_applications_weights_copy` compares with Keras' DenseNet-121: their counts are
+# keras.applications' (Keras 3.15 `count_params()`), without building Keras' own again in every
+# run.
 @pytest.mark.parametrize("ours, count", [(DenseNet169, 14_307_880), (DenseNet201, 20_242_984)])
 def test_deeper_parameter_counts_equal_keras_applications(ours, count):
     assert ours(input_shape=(32, 32, 3)).count_params() == count
@@ -88,16 +92,6 @@ def test_bad_arguments(kwargs, match):
         DenseNet(**kwargs)
 
 
-def _one_unit_per_block(build):
-    """`build` with DenseNet-121's depth-table row patched to one unit per dense block."""
-
-    def patched():
-        with mock.patch.dict(DENSENET_DEPTHS, {121: (1, 1, 1, 1)}):
-            return build()
-
-    return patched
-
-
 BUILDS = {
     # CIFAR DenseNet-BC with dropout and a max head: every check, at depth 10 (one bottleneck
     # layer and one transition per block: the code of every depth, and XLA compiles the step in
@@ -112,8 +106,11 @@ BUILDS = {
         classes=3,
         seed=0,
     ),
-    "densenet121_k4_one_unit": _one_unit_per_block(
-        lambda: DenseNet(121, growth_rate=4, input_shape=(32, 32, 3), classes=3)
+    "densenet121_k4_one_unit": with_depth_row(
+        DENSENET_DEPTHS,
+        121,
+        (1, 1, 1, 1),
+        lambda: DenseNet(121, growth_rate=4, input_shape=(32, 32, 3), classes=3),
     ),
 }
 CHECKS = [("densenet_bc10", check) for check in BUILDER_CHECKS] + [

@@ -1,11 +1,14 @@
 """ResNet builders: keras.applications/torchvision parameter counts, weight copy, checks."""
 
-from unittest import mock
-
 import keras
 import numpy as np
 import pytest
-from builder_checks import BUILDER_CHECKS, classification_data, run_builder_check
+from builder_checks import (
+    BUILDER_CHECKS,
+    classification_data,
+    run_builder_check,
+    with_depth_row,
+)
 
 from keras_cnn_ext.analysis import profile
 from keras_cnn_ext.layers import ResidualBlock
@@ -34,9 +37,9 @@ def _trainable(model):
 
 
 # The deeper rows differ from ResNet-50's only in the number of blocks in stage 3 (and 2), whose
-# code `test_keras_applications_weights_copy` compares with Keras' ResNet-50: their counts are keras.applications' (Keras 3.15
-# `count_params()`, the same at any input size), without building Keras' 100- and 150-layer
-# networks again in every run.
+# code `test_keras_applications_weights_copy` compares with Keras' ResNet-50: their counts are
+# keras.applications' (Keras 3.15 `count_params()`, the same at any input size), without
+# building Keras' 100- and 150-layer networks again in every run.
 @pytest.mark.parametrize(
     "ours, count",
     [
@@ -216,16 +219,6 @@ def test_depth_tables_are_consistent():
         assert 2 * sum(counts) + 2 == depth
 
 
-def _one_basic_block_per_stage(build):
-    """`build` with ResNet-18's depth-table row patched to one basic block per stage."""
-
-    def patched():
-        with mock.patch.dict(RESNET_DEPTHS, {18: ("basic", (1, 1, 1, 1))}):
-            return build()
-
-    return patched
-
-
 # Every builder path, on small widths and inputs: CIFAR option A (v1 basic), SE + drop path
 # + max head (v1 basic, ImageNet stem), v1 bottleneck with ECA and a dilated last stage, v2.
 # The bottleneck paths use depth 26 (8 blocks): the checks cost the same per block at depth 50.
@@ -234,7 +227,10 @@ def _one_basic_block_per_stage(build):
 # shortcuts, in half the compile time of ResNet-20 and SE-ResNet-18.
 BUILDS = {
     "resnet8": lambda: ResNet8(input_shape=(16, 16, 3), classes=3),
-    "seresnet18_droppath_one_block": _one_basic_block_per_stage(
+    "seresnet18_droppath_one_block": with_depth_row(
+        RESNET_DEPTHS,
+        18,
+        ("basic", (1, 1, 1, 1)),
         lambda: SEResNet18(
             input_shape=(32, 32, 3),
             classes=3,
@@ -242,7 +238,7 @@ BUILDS = {
             drop_path_rate=0.1,
             head_pooling="max",
             seed=0,
-        )
+        ),
     ),
     "resnet26_eca_os16": lambda: ResNet(
         26,
