@@ -221,10 +221,12 @@ def test_depth_tables_are_consistent():
 
 # Every builder path, on small widths and inputs: CIFAR option A (v1 basic), SE + drop path
 # + max head (v1 basic, ImageNet stem), v1 bottleneck with ECA and a dilated last stage, v2.
-# The bottleneck paths use depth 26 (8 blocks): the checks cost the same per block at depth 50.
-# The two paths XLA compiles whole use one block per stage (ResNet-8; SE-ResNet-18's row
-# patched): the same block code, stage 1's identity and the later stages' projection
-# shortcuts, in half the compile time of ResNet-20 and SE-ResNet-18.
+# The block code is the same at every depth, so each path runs on a shortened depth row. The two
+# paths XLA compiles whole use one block per stage (ResNet-8; SE-ResNet-18's row patched): stage
+# 1's identity and the later stages' projection shortcuts, in half the compile time of ResNet-20
+# and SE-ResNet-18. The bottleneck paths use ResNet-26's row cut from 8 blocks to 5: a second
+# block in the dilated last stage (its dilation differs from the first block's) for v1, and in
+# stage 1 for v2, so that each has an identity shortcut beside the projections.
 BUILDS = {
     "resnet8": lambda: ResNet8(input_shape=(16, 16, 3), classes=3),
     "seresnet18_droppath_one_block": with_depth_row(
@@ -240,16 +242,26 @@ BUILDS = {
             seed=0,
         ),
     ),
-    "resnet26_eca_os16": lambda: ResNet(
+    "resnet26_eca_os16": with_depth_row(
+        RESNET_DEPTHS,
         26,
-        input_shape=(32, 32, 3),
-        classes=3,
-        width_multiplier=0.125,
-        attention="eca",
-        output_stride=16,
+        ("bottleneck", (1, 1, 1, 2)),
+        lambda: ResNet(
+            26,
+            input_shape=(32, 32, 3),
+            classes=3,
+            width_multiplier=0.125,
+            attention="eca",
+            output_stride=16,
+        ),
     ),
-    "resnet26v2": lambda: ResNet(
-        26, version="v2", input_shape=(32, 32, 3), classes=3, width_multiplier=0.125
+    "resnet26v2": with_depth_row(
+        RESNET_DEPTHS,
+        26,
+        ("bottleneck", (2, 1, 1, 1)),
+        lambda: ResNet(
+            26, version="v2", input_shape=(32, 32, 3), classes=3, width_multiplier=0.125
+        ),
     ),
 }
 
