@@ -131,3 +131,38 @@ def test_unknown_check_name_is_rejected():
 
 def test_spec_inputs_are_reproducible():
     np.testing.assert_array_equal(CONV.make_input(), CONV.make_input())
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn_ext_tests")
+class HostRound(keras.layers.Layer):
+    """Rounds on the host (`tf.numpy_function`): fine eagerly, no XLA kernel."""
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        out = tf.numpy_function(np.round, [inputs], inputs.dtype, stateful=False)
+        return tf.ensure_shape(out, inputs.shape)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn_ext_tests")
+class DetachedScale(keras.layers.Layer):
+    """A trainable scale that no gradient reaches (it is applied under stop_gradient)."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(), initializer="ones")
+
+    def call(self, inputs):
+        return inputs * keras.ops.stop_gradient(self.scale)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def test_xla_check_catches_ops_without_kernels_and_missing_gradients():
+    with pytest.raises(Exception, match="(?i)PyFunc|unsupported|compil"):
+        run_contract_check("xla", LayerSpec(HostRound, {}, (1, 2, 2, 1)))
+    with pytest.raises(AssertionError, match="XLA gradient is None"):
+        run_contract_check("xla", LayerSpec(DetachedScale, {}, (1, 2, 2, 1)))
