@@ -89,11 +89,6 @@ def run(backup_dir, out, epochs=3, save_freq=4, kill_at_batch=None, kill_in_writ
     backup = Backup(backup_dir, data=data, save_freq=save_freq)
 
     class Killer(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            if backup.resumed_from is not None:  # set by the backup's on_train_begin, before
-                epoch, step = backup.resumed_from
-                print(f"resumed from epoch {epoch}, batch {step}", flush=True)
-
         def on_train_batch_begin(self, batch, logs=None):
             if kill_at_batch is not None and backup._batches + 1 == kill_at_batch:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""Exact resume: SIGKILL a training subprocess twice, restart it, compare with an uninterrupted run."""
+"""Exact resume: SIGKILL a training subprocess, restart it, compare with an uninterrupted run."""
 
 import json
 import os
@@ -20,11 +20,8 @@ EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "exact_resu
 # 48 examples, batch 8: 6 batches an epoch, 3 epochs; checkpoints every 4 batches and at each
 # epoch end (after batches 4, 6, 8, 12, 16, 18). A kill before one of these batches finds its
 # last checkpoint in the middle of an epoch.
-MID_EPOCH_KILLS = (5, 6, 10, 11)
-CHECKPOINTS = (4, 6, 8, 12, 16, 18)
-# Killed inside the write of a mid-epoch checkpoint (the previous one holds), after the
-# checkpoint the first kill resumes from.
-WRITE_KILLS = {4: (8, 16), 8: (16,)}
+MID_EPOCH_KILLS = (5, 6, 10, 11, 17)
+WRITE_KILLS = (8, 16)  # killed inside the write of a mid-epoch checkpoint; the previous holds
 TIMEOUT = 240
 
 
@@ -49,73 +46,69 @@ def _weights(path):
         return [f[f"arr_{i}"] for i in range(len(f.files))]
 
 
-def _last_checkpoint_before(batch):
-    return max(b for b in CHECKPOINTS if b < batch)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A reference run, beside one training killed twice and restarted each time: first killed
-    mid-epoch, then (resumed) killed inside a checkpoint write, then resumed to the end.
+    """Reference run, a run killed mid-epoch and one killed inside a write, each restarted.
+
+    The three first runs go side by side, then the two restarts: two rounds instead of five.
     """
     root = tmp_path_factory.mktemp("resume")
     rng = random.Random()
-    kill_at = rng.choice(MID_EPOCH_KILLS)
-    kill_write = rng.choice(WRITE_KILLS[_last_checkpoint_before(kill_at)])
+    kill_at, kill_write = rng.choice(MID_EPOCH_KILLS), rng.choice(WRITE_KILLS)
     ref = _start(root / "ref", root / "ref.npz")
-    first = _start(root / "a", root / "a.npz", "--kill-at-batch", str(kill_at))
-    first_rc, first_log = _wait(first)
-    second = _start(root / "a", root / "a.npz", "--kill-in-write", str(kill_write))
-    second_rc, second_log = _wait(second)
-    after_write_kill = sorted(os.listdir(root / "a"))
-    pointer = json.loads((root / "a" / resume_module.POINTER).read_text())
-    last = _start(root / "a", root / "a.npz")
-    last_rc, last_log = _wait(last)
+    a1 = _start(root / "a", root / "a.npz", "--kill-at-batch", str(kill_at))
+    b1 = _start(root / "b", root / "b.npz", "--kill-in-write", str(kill_write))
+    a1_rc, a1_log = _wait(a1)
+    a2 = _start(root / "a", root / "a.npz")
+    b1_rc, b1_log = _wait(b1)
+    b_after_kill = sorted(os.listdir(root / "b"))
+    b_pointer = json.loads((root / "b" / resume_module.POINTER).read_text())
+    b2 = _start(root / "b", root / "b.npz")
     ref_rc, ref_log = _wait(ref)
+    a2_rc, a2_log = _wait(a2)
+    b2_rc, b2_log = _wait(b2)
     return {
         "root": root,
         "kill_at": kill_at,
         "kill_write": kill_write,
-        "rc": {"ref": ref_rc, "first": first_rc, "second": second_rc, "last": last_rc},
-        "logs": {"ref": ref_log, "first": first_log, "second": second_log, "last": last_log},
-        "after_write_kill": after_write_kill,
-        "pointer": pointer,
+        "rc": {"ref": ref_rc, "a1": a1_rc, "a2": a2_rc, "b1": b1_rc, "b2": b2_rc},
+        "logs": {"ref": ref_log, "a1": a1_log, "a2": a2_log, "b1": b1_log, "b2": b2_log},
+        "b_after_kill": b_after_kill,
+        "b_pointer": b_pointer,
     }
 
 
 def test_processes_were_killed_and_finished(runs):
     rc, logs = runs["rc"], runs["logs"]
-    assert rc["first"] == -signal.SIGKILL, logs["first"]
-    assert rc["second"] == -signal.SIGKILL, logs["second"]
-    for name in ("ref", "last"):
+    assert rc["a1"] == -signal.SIGKILL, logs["a1"]
+    assert rc["b1"] == -signal.SIGKILL, logs["b1"]
+    for name in ("ref", "a2", "b2"):
         assert rc[name] == 0, logs[name]
 
 
-def test_kill_mid_epoch_resumes_from_the_checkpoint_inside_the_epoch(runs):
-    done = _last_checkpoint_before(runs["kill_at"])
-    epoch, step = divmod(done, 6)
-    assert step > 0  # inside an epoch
-    assert f"resumed from epoch {epoch}, batch {step}" in runs["logs"]["second"], runs["kill_at"]
-    assert "resumed from" not in runs["logs"]["first"] + runs["logs"]["ref"]
-
-
-def test_kill_inside_checkpoint_write_keeps_the_previous_checkpoint(runs):
-    # The kill left a half-written temporary folder; the pointer still named the previous one.
-    assert any(e.startswith(".tmp-") for e in runs["after_write_kill"]), runs["after_write_kill"]
-    previous = _last_checkpoint_before(runs["kill_write"])
-    assert runs["pointer"]["checkpoint"].startswith(f"ckpt-{previous:012d}-")
-    info = json.loads((runs["root"] / "a.npz.json").read_text())
-    assert info["resumed_from"] == list(divmod(previous, 6))
-    assert info["batches"] == 18
-    assert f"resumed from epoch {previous // 6}, batch {previous % 6}" in runs["logs"]["last"]
-
-
-def test_twice_killed_run_ends_exactly_where_the_uninterrupted_one_does(runs):
+def test_kill_mid_epoch_resumes_exactly(runs):
     root = runs["root"]
+    info = json.loads((root / "a.npz.json").read_text())
+    done = max(b for b in (4, 6, 8, 12, 16) if b < runs["kill_at"])
+    assert info["resumed_from"] == list(divmod(done, 6)), runs["kill_at"]
+    assert info["resumed_from"][1] > 0  # inside an epoch
+    assert info["batches"] == 18
     for a, r in zip(_weights(root / "a.npz"), _weights(root / "ref.npz"), strict=True):
-        assert np.max(np.abs(a - r)) == 0.0, (runs["kill_at"], runs["kill_write"])
+        assert np.max(np.abs(a - r)) == 0.0, f"killed before batch {runs['kill_at']}"
+
+
+def test_kill_inside_checkpoint_write_resumes_exactly(runs):
+    root = runs["root"]
+    # The kill left a half-written temporary folder; the pointer still named the previous one.
+    assert any(e.startswith(".tmp-") for e in runs["b_after_kill"]), runs["b_after_kill"]
+    previous = {8: 6, 16: 12}[runs["kill_write"]]
+    assert runs["b_pointer"]["checkpoint"].startswith(f"ckpt-{previous:012d}-")
+    info = json.loads((root / "b.npz.json").read_text())
+    assert info["resumed_from"] == list(divmod(previous, 6))
+    for b, r in zip(_weights(root / "b.npz"), _weights(root / "ref.npz"), strict=True):
+        assert np.max(np.abs(b - r)) == 0.0, f"killed inside write {runs['kill_write']}"
     # Training ended normally: the checkpoints were deleted, as BackupAndRestore does.
-    assert not (root / "a" / resume_module.POINTER).exists()
+    assert not (root / "b" / resume_module.POINTER).exists()
 
 
 # ---- in-process checks (small, fast) ------------------------------------------------------
