@@ -159,26 +159,16 @@ def _expressions(path):
 
 @pytest.mark.parametrize("fixture", ["float_model", "qat_model"])
 def test_freezes_without_rebuilding_a_function_and_writes_the_same_graph(
-    fixture, request, tmp_path, monkeypatch
+    fixture, request, tmp_path, monkeypatch, function_rebuilds
 ):
-    from tensorflow.python.framework import convert_to_constants
-
     from keras_cnn_ext.export import onnx as onnx_export
 
     model = request.getfixturevalue(fixture)
-    builds = []
-    construct = convert_to_constants._construct_concrete_function
-
-    def counting(*args, **kwargs):
-        builds.append(1)
-        return construct(*args, **kwargs)
-
-    monkeypatch.setattr(convert_to_constants, "_construct_concrete_function", counting)
     assert to_onnx(model, tmp_path / "ours.onnx").passed
-    assert builds == []
+    assert function_rebuilds == []
     # tf2onnx's own freeze, for comparison: it builds a function from the frozen graph.
     monkeypatch.setattr(onnx_export, "_freeze_without_rebuilding", contextlib.nullcontext)
     assert to_onnx(model, tmp_path / "tf2onnx.onnx").passed
-    assert builds
+    assert function_rebuilds
     # The same graph; only the order of its nodes may differ.
     assert _expressions(tmp_path / "ours.onnx") == _expressions(tmp_path / "tf2onnx.onnx")
