@@ -51,15 +51,11 @@ def _networks():
 
 
 def _function(model):
-    import tensorflow as tf
+    """The input specs and the traced-function factory `to_tflite` and `to_onnx` use themselves."""
+    from keras_cnn_ext.export import _common
 
-    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="input_0")
-
-    @tf.function(input_signature=[spec], autograph=False)
-    def serve(x):
-        return model(x, training=False)
-
-    return serve
+    specs = _common.input_specs(model, None)
+    return specs, _common.inference_function(model, specs)
 
 
 def _tflite_settings(model, folder):
@@ -70,7 +66,8 @@ def _tflite_settings(model, folder):
 
     from keras_cnn_ext.export import to_tflite
 
-    concrete = _function(model).get_concrete_function()
+    _, function = _function(model)
+    concrete = function.get_concrete_function()
 
     def convert(converter):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -106,13 +103,11 @@ def _onnx_structure(proto):
 
 def _onnx_settings(model, folder):
     import onnx
-    import tensorflow as tf
     import tf2onnx
 
     from keras_cnn_ext.export import to_onnx
 
-    function = _function(model)
-    spec = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32, name="input_0")]
+    spec, function = _function(model)
     path = os.path.join(folder, "ours.onnx")
     return {
         "tf2onnx.convert.from_keras": lambda: tf2onnx.convert.from_keras(
